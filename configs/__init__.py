@@ -1,0 +1,1 @@
+"""Model profiles and example configs; installed as ``spbench.configs``."""

@@ -1,0 +1,3 @@
+from spbench.cli import main
+
+main()
