@@ -1,2 +1,245 @@
-def main():
-    pass
+"""The `spbench` command line. Heavy libraries are imported inside commands, so `--help` is quick."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from spbench.errors import SpbenchError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="spbench",
+    help=(
+        "Benchmark pose-guided text-to-image generation (SP-Ctrl, ControlNet, ...) on AP-10K and Human-Art.\n\n"
+        "Quick start, tiny random models on the shipped sample (CPU, about a minute):\n\n"
+        "  spbench run --method controlnet --dataset sample --profile tiny\n\n"
+        "Real models and data:\n\n"
+        "  spbench run --method controlnet --dataset ap10k --data-root /data/ap10k --profile paper"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+data_app = typer.Typer(help="Inspect datasets: `data check` summarises, `data show` draws conditions.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+# -- shared options ---------------------------------------------------------------------------
+Method = Annotated[str, typer.Option("--method", "-m", help="Method to run (`spbench ls` lists them), e.g. controlnet.")]
+Dataset = Annotated[str, typer.Option("--dataset", "-d", help="ap10k, humanart, or sample (shipped with spbench).")]
+Profile = Annotated[str, typer.Option("--profile", "-p", help="Model profile: tiny (random, offline), paper (real weights), or a YAML file.")]
+DataRoot = Annotated[Optional[str], typer.Option(help="Dataset folder (holding annotations/ and the images).")]
+Ann = Annotated[Optional[str], typer.Option(help="Annotation JSON to read instead of the split's default file.")]
+SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Dataset split, e.g. val-split1 (ap10k), validation (humanart), ap10k or humanart (sample).")]
+Limit = Annotated[Optional[int], typer.Option(help="Use only the first N samples of the split.", min=1)]
+Samples = Annotated[Optional[int], typer.Option("--samples", help="Images per prompt (protocol: 3).", min=1)]
+BatchSize = Annotated[Optional[int], typer.Option(help="Images per model call; does not change the images.", min=1)]
+Seed = Annotated[Optional[int], typer.Option(help="Base seed; each image's seed derives from (seed, sample id, k).")]
+Steps = Annotated[Optional[int], typer.Option(help="Sampler steps (protocol: UniPC, 50).", min=1)]
+Out = Annotated[str, typer.Option("--out", "-o", help="Folder that receives the run folder.")]
+Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override any setting: --set generation.guidance_scale=5 --set models.base=/weights/sd15")]
+Variant = Annotated[Optional[str], typer.Option(help="A named variant of the method (ablation rows).")]
+Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a folder or hub id.")]
+Metrics = Annotated[str, typer.Option(help="Comma-separated metrics to compute (available: pose).")]
+PoseModel = Annotated[Optional[str], typer.Option(help="Pose estimator: hub id, folder, or `oracle` (returns the condition pose; scores 100).")]
+
+
+def _flags(method, dataset, data_root, ann, split, limit, samples, batch_size, seed, steps, variant, checkpoint) -> dict:
+    return {
+        "method.name": method, "method.variant": variant, "method.checkpoint": checkpoint,
+        "dataset.name": dataset, "dataset.split": split, "dataset.data_root": data_root,
+        "dataset.ann": ann, "dataset.limit": limit,
+        "generation.samples": samples, "generation.batch_size": batch_size,
+        "generation.seed": seed, "generation.steps": steps,
+    }
+
+
+def _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint):
+    from spbench import harness
+
+    prep = harness.prepare(
+        _flags(method, dataset, data_root, ann, split, limit, samples, batch_size, seed, steps, variant, checkpoint),
+        profile, sets or [], out,
+    )
+    if prep.config["profile"]["tiny"]:
+        err_console.print("[yellow]tiny profile: random models — the images and numbers check the machinery, they are not results[/]")
+    counts = harness.generate(prep)
+    console.print(f"run folder: {prep.run.path}  ({counts['requests']} images, {counts['skipped']} already there)")
+    return prep
+
+
+@app.command()
+def run(
+    method: Method = "controlnet", dataset: Dataset = "sample", profile: Profile = "tiny",
+    data_root: DataRoot = None, ann: Ann = None, split: SplitOpt = None, limit: Limit = None,
+    samples: Samples = None, batch_size: BatchSize = None, seed: Seed = None, steps: Steps = None,
+    out: Out = "./spbench-runs", sets: Sets = None, variant: Variant = None, checkpoint: Checkpoint = None,
+    metrics: Metrics = "pose", pose_model: PoseModel = None,
+):
+    """Generate and score one method on one dataset; writes images, manifest.jsonl and result.json.
+
+    Examples:
+
+        spbench run --method controlnet --dataset sample --profile tiny
+
+        spbench run -m controlnet -d ap10k --data-root /data/ap10k --profile paper --limit 100
+
+        accelerate launch -m spbench run -m controlnet -d humanart --data-root /data --profile paper
+
+    An interrupted run resumes where it stopped when the same command is run again.
+    """
+    from spbench import harness
+
+    metric_names = harness.parse_metrics(metrics)
+    prep = _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint)
+    record, path = harness.evaluate(prep.run.path, metric_names, pose_model)
+    _print_record(record, path)
+
+
+@app.command()
+def generate(
+    method: Method = "controlnet", dataset: Dataset = "sample", profile: Profile = "tiny",
+    data_root: DataRoot = None, ann: Ann = None, split: SplitOpt = None, limit: Limit = None,
+    samples: Samples = None, batch_size: BatchSize = None, seed: Seed = None, steps: Steps = None,
+    out: Out = "./spbench-runs", sets: Sets = None, variant: Variant = None, checkpoint: Checkpoint = None,
+):
+    """Generate images only (score them later with `spbench evaluate RUN_DIR`).
+
+    Example:
+
+        spbench generate --method controlnet --dataset sample --profile tiny --steps 10 --out runs
+    """
+    _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder written by `spbench generate` or `spbench run`.")],
+    metrics: Metrics = "pose",
+    pose_model: PoseModel = None,
+):
+    """Score a run folder and write its result.json.
+
+    Examples:
+
+        spbench evaluate spbench-runs/sample-ap10k-controlnet-tiny
+
+        spbench evaluate RUN_DIR --metrics pose --pose-model oracle      # sanity check: AP 100.0
+
+        spbench evaluate RUN_DIR --pose-model /weights/vitpose-plus-huge
+    """
+    from spbench import harness
+
+    record, path = harness.evaluate(run_dir, harness.parse_metrics(metrics), pose_model)
+    _print_record(record, path)
+
+
+@data_app.command("check")
+def data_check(
+    dataset: Dataset = "sample", split: SplitOpt = None, data_root: DataRoot = None, ann: Ann = None,
+):
+    """Read a dataset split and summarise it: images, instances, what was dropped and why, split hash.
+
+    Example:
+
+        spbench data check --dataset ap10k --data-root /data/ap10k --ann /data/ap10k/annotations/ap10k-val-split1.json
+    """
+    from spbench.data.check import data_check_report
+
+    _, renderable = data_check_report(dataset, split, data_root, ann)
+    console.print(renderable)
+
+
+@data_app.command("show")
+def data_show(
+    dataset: Dataset = "sample", split: SplitOpt = None, data_root: DataRoot = None, ann: Ann = None,
+    limit: Annotated[int, typer.Option(help="Number of samples (rows).", min=1)] = 4,
+    canvas: Annotated[int, typer.Option(help="Canvas size in pixels.", min=16)] = 512,
+    canvas_mode: Annotated[str, typer.Option(help="stretch or letterbox.")] = "stretch",
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG file to write.")] = Path("spbench-data-show.png"),
+):
+    """Draw a PNG grid per sample: image | OpenPose | spatial-pose index map | heatmaps.
+
+    Example:
+
+        spbench data show --dataset sample --split humanart --limit 6 --out humanart.png
+    """
+    from PIL import Image
+
+    from spbench.canvas import CanvasTransform
+    from spbench.conditions.grid import condition_grid
+    from spbench.data.registry import load_split
+    from spbench.files import atomic_save_image
+
+    s = load_split(dataset, split, data_root, ann).limit(limit)
+    rows = []
+    for sample in s.samples:
+        transform = CanvasTransform.fit(sample.width, sample.height, canvas, canvas_mode)
+        with Image.open(s.image_path(sample)) as im:
+            rows.append((sample, transform, im.convert("RGB")))
+    atomic_save_image(out, condition_grid(rows))
+    console.print(f"wrote {out} ({len(rows)} samples)")
+
+
+@app.command("ls")
+def list_things():
+    """List methods, datasets, profiles and metrics."""
+    from spbench.config import load_profile, profile_names
+    from spbench.data.registry import DATASETS
+    from spbench.harness import KNOWN_METRICS
+    from spbench.methods.registry import get_method_class, method_names
+
+    t = Table(title="methods")
+    for col in ("name", "condition", "variants", "description"):
+        t.add_column(col)
+    for name in method_names():
+        cls = get_method_class(name)
+        t.add_row(name, cls.condition, ", ".join(cls.variants) or "—", cls.description)
+    console.print(t)
+    t = Table(title="datasets")
+    for col in ("name", "schema", "splits", "description"):
+        t.add_column(col)
+    for name, info in DATASETS.items():
+        t.add_row(name, info.schema, ", ".join(info.splits), info.description)
+    console.print(t)
+    t = Table(title="profiles")
+    t.add_column("name")
+    t.add_column("description")
+    for name in profile_names():
+        t.add_row(name, load_profile(name).get("description", ""))
+    console.print(t)
+    console.print("metrics: " + ", ".join(KNOWN_METRICS))
+
+
+def _print_record(record: dict, path: Path) -> None:
+    pose = record["metrics"].get("pose")
+    if pose:
+        t = Table(title=f"{record['method']['name']} on {record['dataset']['name']}/{record['dataset']['split']} — pose OKS-mAP (%)")
+        for col in ("images", "AP", "AP50", "AP75"):
+            t.add_column(col, justify="right")
+        t.add_row("all", *(f"{pose[m]:.2f}" for m in ("AP", "AP50", "AP75")))
+        for k, v in sorted(pose.get("per_k", {}).items(), key=lambda kv: int(kv[0])):
+            t.add_row(f"k={k}", *(f"{v[m]:.2f}" for m in ("AP", "AP50", "AP75")))
+        console.print(t)
+    if record.get("tiny"):
+        console.print(f"[yellow]{record['note']}[/]")
+    console.print(f"result record: {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except SpbenchError as e:
+        err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted: finished images are kept; run the same command again to resume")
+        sys.exit(130)

@@ -1,1 +1,61 @@
+"""Condition rendering: pure functions of a sample and a canvas transform.
 
+``render_condition(kind, sample, transform)`` gives the image a method is conditioned on;
+the array renderers are exported for training code (index map, heatmap targets).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+from PIL import Image
+
+from spbench.canvas import CanvasTransform
+from spbench.conditions.grid import condition_grid, image_to_canvas
+from spbench.conditions.heatmaps import render_heatmaps
+from spbench.conditions.openpose import render_openpose
+from spbench.conditions.spatial_pose import index_map_to_rgb, render_index_map
+from spbench.data.records import Sample
+from spbench.errors import SpbenchError
+
+
+def _openpose_image(sample: Sample, transform: CanvasTransform) -> Image.Image:
+    return Image.fromarray(render_openpose(sample, transform))  # uint8 [H, W, 3] -> RGB
+
+
+def _index_map_image(sample: Sample, transform: CanvasTransform) -> Image.Image:
+    # Mode "L" keeps the raw index values; resize it only with Image.NEAREST.
+    return Image.fromarray(render_index_map(sample, transform))  # uint8 [H, W] -> L
+
+
+# Condition kind -> renderer of the canvas-sized condition image.
+CONDITIONS: dict[str, Callable[[Sample, CanvasTransform], Image.Image]] = {
+    "openpose": _openpose_image,
+    "spatial-pose": _index_map_image,
+}
+
+
+def render_condition(kind: str, sample: Sample, transform: CanvasTransform) -> Image.Image:
+    """The condition image of one kind: "openpose" (RGB) or "spatial-pose" (mode "L" index map)."""
+    try:
+        render = CONDITIONS[kind]
+    except KeyError:
+        close = difflib.get_close_matches(kind, CONDITIONS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SpbenchError(
+            f"unknown condition kind {kind!r}; {hint}known: {', '.join(CONDITIONS)}"
+        ) from None
+    return render(sample, transform)
+
+
+__all__ = [
+    "CONDITIONS",
+    "condition_grid",
+    "image_to_canvas",
+    "index_map_to_rgb",
+    "render_condition",
+    "render_heatmaps",
+    "render_index_map",
+    "render_openpose",
+]

@@ -1,0 +1,44 @@
+"""The RGB OpenPose condition image (ControlNet's convention), drawn on the canvas."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spbench.canvas import CanvasTransform
+from spbench.conditions.drawing import draw_pose
+from spbench.data.records import Sample
+from spbench.schemas import get_schema
+
+# The 18 standard OpenPose colours (RGB); limb j and keypoint k use entry j % 18 / k % 18.
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
+    (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
+    (0, 0, 255), (85, 0, 255), (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85),
+)
+# Limbs are drawn dimmer than keypoints so the joints stand out.
+LIMB_INTENSITY = 0.6
+
+
+def limb_color(j: int) -> tuple[int, int, int]:
+    """Colour of limb j: ``int(c * 0.6)`` per channel (truncated, as ControlNet's drawing)."""
+    return tuple(int(float(c) * LIMB_INTENSITY) for c in PALETTE[j % len(PALETTE)])
+
+
+def keypoint_color(k: int) -> tuple[int, int, int]:
+    return PALETTE[k % len(PALETTE)]
+
+
+def render_openpose(
+    sample: Sample, transform: CanvasTransform, stick_width: int = 4, radius: int = 4
+) -> np.ndarray:
+    """Render the sample's poses as an OpenPose image: uint8 [H, W, 3], RGB, black background.
+
+    Every limb of the schema's full skeleton is drawn (COCO-17: all 19), then the keypoints, per
+    instance in order. Geometry and rounding (coordinates truncated with ``int()``) are those of
+    :mod:`spbench.conditions.drawing`; keypoints with v == 0 and limbs touching them are skipped.
+    """
+    schema = get_schema(sample.schema)
+    canvas = np.zeros((transform.height, transform.width, 3), dtype=np.uint8)
+    return draw_pose(
+        canvas, sample, transform, schema.skeleton, limb_color, keypoint_color, stick_width, radius
+    )

@@ -1,0 +1,155 @@
+"""The resolved run configuration: defaults < profile < command-line flags < ``--set key=value``.
+
+One nested dict records everything that decides a run; it is written to ``run.json`` and the
+result record, and ``--set`` can reach any leaf by its dotted name (``generation.steps=20``).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from spbench.errors import SpbenchError
+
+DEFAULTS: dict = {
+    "dataset": {"name": "sample", "split": None, "data_root": None, "ann": None, "limit": None},
+    "method": {"name": "controlnet", "variant": None, "checkpoint": None},
+    "profile": {"name": "tiny", "tiny": True},
+    "models": {"base": None, "controlnet": None, "pose": None, "pose_dataset_index": None},
+    "generation": {
+        "steps": 50,
+        "guidance_scale": 7.5,
+        "conditioning_scale": 1.0,
+        "scheduler": "unipc",
+        "negative_prompt": "",
+        "samples": 3,
+        "seed": 0,
+        "batch_size": 4,
+        "canvas": 512,
+        "canvas_mode": "stretch",
+        "dtype": "auto",  # auto: float16 on CUDA, float32 on CPU
+    },
+    "evaluation": {"metrics": "pose", "pose_batch_size": 16},
+}
+
+# Keys whose value may be given as any type (None default, free-form).
+PROFILE_KEYS = {"description", "tiny", "models", "pose_models", "generation"}
+
+
+def profile_names() -> list[str]:
+    folder = resources.files("spbench.configs") / "profiles"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(name_or_path: str) -> dict:
+    """A packaged profile by name (``tiny``, ``paper``) or a YAML file of the same shape."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise SpbenchError(f"profile file {path} does not exist: pass an existing YAML file or one of {', '.join(profile_names())}")
+        text = path.read_text()
+        name = path.stem
+    else:
+        names = profile_names()
+        if name_or_path not in names:
+            close = difflib.get_close_matches(name_or_path, names, n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else ""
+            raise SpbenchError(f"unknown profile {name_or_path!r}{hint} (known: {', '.join(names)}, or a path to a YAML file)")
+        text = (resources.files("spbench.configs") / "profiles" / f"{name_or_path}.yaml").read_text()
+        name = name_or_path
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise SpbenchError(f"profile {name_or_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise SpbenchError(f"profile {name_or_path}: expected a mapping at the top level")
+    unknown = set(data) - PROFILE_KEYS
+    if unknown:
+        raise SpbenchError(f"profile {name_or_path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(PROFILE_KEYS))}")
+    data["name"] = name
+    return data
+
+
+def resolve(profile: dict, schema: str, flags: dict, sets: list[str]) -> dict:
+    """Merge defaults, the profile (its pose model picked for ``schema``), flags and ``--set``s."""
+    cfg = copy.deepcopy(DEFAULTS)
+    cfg["profile"] = {"name": profile["name"], "tiny": bool(profile.get("tiny", False))}
+    _merge(cfg, {"models": profile.get("models") or {}, "generation": profile.get("generation") or {}}, "profile " + profile["name"])
+    pose = (profile.get("pose_models") or {}).get(schema)
+    if pose:
+        cfg["models"]["pose"] = pose.get("id")
+        cfg["models"]["pose_dataset_index"] = pose.get("dataset_index")
+    for dotted, value in flags.items():
+        if value is not None:
+            set_key(cfg, dotted, value)
+    for item in sets:
+        apply_set(cfg, item)
+    return cfg
+
+
+def apply_set(cfg: dict, item: str) -> None:
+    """Apply one ``key=value`` (value parsed as YAML: numbers, booleans, null, strings)."""
+    if "=" not in item:
+        raise SpbenchError(f"--set {item!r}: expected key=value, e.g. --set generation.steps=20")
+    key, raw = item.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    set_key(cfg, key.strip(), value, source=f"--set {item}")
+
+
+def set_key(cfg: dict, dotted: str, value, source: str | None = None) -> None:
+    source = source or dotted
+    node = cfg
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            siblings = list(node) if isinstance(node, dict) else []
+            prefix = ".".join(parts[:i])
+            options = [f"{prefix}.{s}" if prefix else s for s in siblings]
+            close = difflib.get_close_matches(dotted, options, n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else f" (known: {', '.join(options)})"
+            raise SpbenchError(f"{source}: unknown setting {dotted!r}{hint}")
+        if i < len(parts) - 1:
+            node = node[part]
+    leaf = parts[-1]
+    node[leaf] = _coerce(node[leaf], value, source)
+
+
+def _coerce(old, value, source):
+    """Keep a setting's type: an int stays an int, a float accepts ints, None accepts anything."""
+    if old is None or value is None or isinstance(old, str) and isinstance(value, str):
+        return value
+    if isinstance(old, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(old, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(old, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(old, str):
+        return str(value)
+    raise SpbenchError(f"{source}: expected {type(old).__name__}, got {value!r}")
+
+
+def _merge(cfg: dict, update: dict, source: str) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            _merge(cfg[key], value, source)
+        else:
+            set_key_flat(cfg, key, value, source)
+
+
+def set_key_flat(node: dict, key: str, value, source: str) -> None:
+    if key not in node:
+        close = difflib.get_close_matches(key, list(node), n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        raise SpbenchError(f"{source}: unknown setting {key!r}{hint}")
+    node[key] = _coerce(node[key], value, source)

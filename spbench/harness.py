@@ -1,0 +1,146 @@
+"""The chain behind the CLI: resolve a run, generate it, evaluate it, write its record.
+
+Each step reads and writes plain files in the run folder, so ``spbench generate`` and
+``spbench evaluate RUN_DIR`` can run apart and ``spbench run`` is just both.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from spbench.config import load_profile, resolve
+from spbench.data.records import Split
+from spbench.errors import SpbenchError
+from spbench.files import atomic_write_json, atomic_write_jsonl
+from spbench.generation.run_folder import RunFolder
+
+KNOWN_METRICS = ("pose",)
+LATER_METRICS = ("clip", "fid", "det")
+
+
+@dataclass
+class PreparedRun:
+    config: dict
+    split: Split
+    run: RunFolder
+    method_cls: type
+
+
+def prepare(flags: dict, profile: str, sets: list[str], out: str) -> PreparedRun:
+    """Resolve config, dataset split and method class; nothing heavy is imported or loaded."""
+    from spbench.data.registry import load_split
+    from spbench.methods.registry import get_method_class
+
+    d = {k[len("dataset."):]: v for k, v in flags.items() if k.startswith("dataset.")}
+    split = load_split(d.get("name") or "sample", d.get("split"), d.get("data_root"), d.get("ann"))
+    split = split.limit(d.get("limit"))
+    if len(split) == 0:
+        raise SpbenchError(f"dataset {split.dataset!r} split {split.name!r} has no usable samples (`spbench data check` shows why)")
+    schema = split.samples[0].schema
+    config = resolve(load_profile(profile), schema, flags, sets)
+    config["dataset"]["name"], config["dataset"]["split"] = split.dataset, split.name
+    method_cls = get_method_class(config["method"]["name"])
+    variant = config["method"]["variant"]
+    if variant is not None and variant not in method_cls.variants:
+        known = ", ".join(method_cls.variants) or "none"
+        raise SpbenchError(f"method {method_cls.name!r} has no variant {variant!r} (variants: {known})")
+    name = "-".join(str(p) for p in (split.dataset, split.name, config["method"]["name"], variant, config["profile"]["name"]) if p)
+    return PreparedRun(config, split, RunFolder(Path(out) / name), method_cls)
+
+
+def _state():
+    from accelerate import PartialState
+
+    return PartialState()
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+
+
+def generate(prep: PreparedRun) -> dict:
+    import torch
+
+    from spbench.generation import engine
+    from spbench.methods.base import GenerationSettings, MethodContext
+
+    state = _state()
+    cfg = prep.config
+    device = state.device
+    dtype = engine.resolve_dtype(cfg["generation"]["dtype"], device)
+    method = prep.method_cls(MethodContext(cfg, torch.device(device), dtype))
+    requests = engine.plan_requests(prep.split, cfg["generation"])
+    run_info = {
+        "run": prep.run.path.name,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "dataset": {
+            "name": prep.split.dataset, "split": prep.split.name, "hash": prep.split.content_hash,
+            "num_samples": len(prep.split), "schema": prep.split.samples[0].schema,
+            "data_root": prep.split.root, "stats": prep.split.stats,
+        },
+        "method": {"name": method.name, "variant": cfg["method"]["variant"], "condition": method.condition,
+                   "checkpoint": cfg["method"]["checkpoint"]},
+        "models": method.identity(),
+    }
+    if state.is_main_process:
+        prep.run.start(cfg, run_info, list(prep.split.samples))
+    state.wait_for_everyone()
+    settings = GenerationSettings.from_config(cfg["generation"])
+    with _progress() as progress:
+        counts = engine.generate(prep.run, method, requests, settings, cfg["generation"]["batch_size"], state,
+                                 progress if state.is_main_process else None)
+    return counts
+
+
+def parse_metrics(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    for m in names:
+        if m in LATER_METRICS:
+            raise SpbenchError(f"metric {m!r} is not available yet in this version (available: {', '.join(KNOWN_METRICS)})")
+        if m not in KNOWN_METRICS:
+            raise SpbenchError(f"unknown metric {m!r} in --metrics (known: {', '.join(KNOWN_METRICS)})")
+    if not names:
+        raise SpbenchError("--metrics is empty: name at least one of " + ", ".join(KNOWN_METRICS))
+    return names
+
+
+def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = None) -> tuple[dict, Path]:
+    """Score a finished run folder; writes result.json and per_image.jsonl, returns the record."""
+    from accelerate.utils import gather_object
+
+    from spbench.metrics.evaluate import evaluate_pose
+    from spbench.results.record import build_record
+
+    state = _state()
+    run = RunFolder(run_dir)
+    info = run.read_run()
+    samples = run.read_samples()
+    manifest = run.read_manifest()
+    if state.is_main_process:
+        run.verify_images(manifest)
+    config = info["config"]
+    results, evaluation, per_image = {}, {}, []
+    if "pose" in metrics:
+        spec = pose_model or config["models"]["pose"]
+        index = None if pose_model else config["models"]["pose_dataset_index"]
+        mine = manifest[state.process_index :: state.num_processes]
+        with _progress() as progress:
+            evaluator = evaluate_pose(run, mine, samples, spec, index, config["evaluation"]["pose_batch_size"],
+                                      str(state.device), progress if state.is_main_process else None)
+        states = gather_object([evaluator.state()]) if state.num_processes > 1 else [evaluator.state()]
+        if state.is_main_process:
+            evaluator.merge(states)
+            results["pose"] = evaluator.compute()
+            per_image += evaluator.records()
+            evaluation["pose"] = {"model": spec, "dataset_index": index, "frame": "canvas",
+                                  "boxes": "ground truth, mapped to the canvas",
+                                  "images": "all k samples of every prompt"}
+    record = build_record(info, results, evaluation)
+    if state.is_main_process:
+        atomic_write_jsonl(run.per_image_jsonl, per_image)
+        atomic_write_json(run.result_json, record)
+    return record, run.result_json

@@ -1,0 +1,43 @@
+"""The method registry: built-in entries by name, plus the ``spbench.methods`` entry points.
+
+Entries are ``"module:Class"`` strings or entry points, imported only when used, so listing the
+registry or starting the CLI never imports a model library.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from importlib.metadata import entry_points
+
+from spbench.errors import SpbenchError
+
+ENTRY_POINT_GROUP = "spbench.methods"
+
+# Methods that live inside spbench itself (the baselines come in through entry points).
+BUILTIN: dict[str, str] = {}
+
+
+def _entries() -> dict[str, str]:
+    found = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def method_names() -> list[str]:
+    return sorted(_entries())
+
+
+def get_method_class(name: str):
+    entries = _entries()
+    if name not in entries:
+        close = difflib.get_close_matches(name, list(entries), n=1)
+        hint = f" — did you mean {close[0]!r}?" if close else ""
+        raise SpbenchError(f"unknown method {name!r}{hint} (known: {', '.join(sorted(entries))}; `spbench ls` lists them)")
+    module_name, _, attr = entries[name].partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise SpbenchError(f"method {name!r}: cannot import {entries[name]} ({e})") from None
+    return cls

@@ -1,0 +1,232 @@
+"""Pose mAP: COCO OKS-based keypoint AP of predicted keypoints against the condition pose.
+
+Everything is scored in the canvas frame: ground-truth keypoints, boxes and areas of a sample
+are mapped by its :class:`~spbench.canvas.CanvasTransform` (areas by ``scale_x * scale_y``, which
+is the OKS scale), and predictions come in canvas pixels. Each (sample, k) pair, k the index of the
+generated image of that sample, is one COCO image.
+
+Conventions (matching mmpose's top-down evaluation with GT boxes, which the official numbers use):
+- one detection per GT instance, with that instance's category;
+- detection score (``score_mode="mmpose"``): mean of the keypoint scores above 0.2 (0 when none)
+  times the box score 1.0; ``"mean"`` is the plain mean of all keypoint scores;
+- ``use_categories=True`` keeps COCOeval's per-category AP averaged over categories, which is
+  what mmpose reports for AP-10K (species as categories); Human-Art has one category (person);
+- COCOeval's keypoint defaults otherwise: maxDets 20, OKS thresholds .50:.05:.95;
+- no OKS-NMS (mmpose applies it at OKS 0.9; with GT boxes it only matters for near-duplicates).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+
+import numpy as np
+
+from spbench.canvas import CanvasTransform
+from spbench.data.records import Sample
+from spbench.errors import SpbenchError
+from spbench.metrics.base import Evaluator
+from spbench.schemas import KeypointSchema
+
+# mmpose's ``vis_thr``: keypoints below it do not count towards the rescored detection score.
+MMPOSE_VIS_THR = 0.2
+SCORE_MODES = ("mmpose", "mean")
+# Percent values are rounded to this many decimals (far below any reported precision).
+AP_DECIMALS = 10
+
+
+def detection_score(scores: np.ndarray, mode: str = "mmpose") -> float:
+    scores = np.asarray(scores, dtype=np.float64)
+    if mode == "mean":
+        return float(scores.mean()) if scores.size else 0.0
+    keep = scores[scores > MMPOSE_VIS_THR]
+    return float(keep.mean()) if keep.size else 0.0
+
+
+def oks(pred_xy, gt_xy, visibility, area: float, sigmas) -> float:
+    """COCO's object keypoint similarity of one prediction to one GT (NaN if nothing visible):
+    mean over visible GT keypoints of exp(-d² / (2 s² k²)), k = 2σ, s² = area."""
+    pred_xy = np.asarray(pred_xy, dtype=np.float64).reshape(-1, 2)
+    gt_xy = np.asarray(gt_xy, dtype=np.float64).reshape(-1, 2)
+    vis = np.asarray(visibility) > 0
+    if not vis.any():
+        return math.nan
+    var = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    d2 = ((pred_xy - gt_xy) ** 2).sum(axis=1)
+    # Same arithmetic as pycocotools' computeOks (area + eps), so records match its matching.
+    e = d2 / var / (area + np.spacing(1)) / 2
+    return float(np.exp(-e)[vis].mean())
+
+
+class PoseEvaluator(Evaluator):
+    name = "pose"
+
+    def __init__(self, schema: KeypointSchema, *, score_mode: str = "mmpose", use_categories: bool = True):
+        if score_mode not in SCORE_MODES:
+            raise SpbenchError(f"unknown pose score mode {score_mode!r}: use one of {', '.join(SCORE_MODES)}")
+        self.schema = schema
+        self.score_mode = score_mode
+        self.use_categories = use_categories
+        self.reset()
+
+    def reset(self) -> None:
+        self._entries: list[dict] = []
+
+    # -- recording -------------------------------------------------------------------------
+
+    def update(self, sample: Sample, transform: CanvasTransform, k: int, predictions: list[np.ndarray]) -> None:
+        """Record image k of ``sample``: GT instances mapped to the canvas, one prediction each."""
+        if sample.schema != self.schema.name:
+            raise SpbenchError(
+                f"sample {sample.sample_id} uses keypoint schema {sample.schema!r}, "
+                f"but this pose evaluator scores {self.schema.name!r}"
+            )
+        if len(predictions) != len(sample.instances):
+            raise SpbenchError(
+                f"sample {sample.sample_id} image {k}: {len(predictions)} predicted poses for "
+                f"{len(sample.instances)} instances (top-down needs one per GT box)"
+            )
+        n = self.schema.num_keypoints
+        instances, skipped = [], 0
+        for inst, pred in zip(sample.instances, predictions):
+            pred = np.asarray(pred, dtype=np.float64)
+            if pred.shape != (n, 3):
+                raise SpbenchError(
+                    f"sample {sample.sample_id} image {k}: a prediction has shape {pred.shape}, "
+                    f"expected ({n}, 3) for schema {self.schema.name!r} — does the pose model "
+                    f"predict this schema's keypoints?"
+                )
+            if not np.isfinite(pred).all():
+                raise SpbenchError(f"sample {sample.sample_id} image {k}: non-finite predicted keypoints")
+            vis = inst.visibility
+            if len(vis) != n:
+                raise SpbenchError(f"sample {sample.sample_id}: an instance has {len(vis)} keypoints, expected {n}")
+            if not (vis > 0).any():
+                # COCOeval ignores such GT; dropping the pair keeps its detection from being a false positive.
+                skipped += 1
+                continue
+            xy = transform.points(inst.xy)
+            gt = np.concatenate([xy, vis[:, None].astype(np.float64)], axis=1)
+            gt[vis == 0] = 0.0  # COCO writes unlabelled keypoints as (0, 0, 0)
+            bbox = transform.bbox(inst.bbox)
+            area = transform.area(inst.area) if inst.area > 0 else bbox[2] * bbox[3]
+            instances.append({
+                "annotation_id": int(inst.annotation_id),
+                "category": inst.category,
+                "bbox": [float(v) for v in bbox],
+                "area": float(area),
+                "keypoints": gt.reshape(-1).tolist(),
+                "num_keypoints": int((vis > 0).sum()),
+                "pred": pred.reshape(-1).tolist(),
+                "score": detection_score(pred[:, 2], self.score_mode),
+            })
+        self._entries.append({"sample_id": sample.sample_id, "k": int(k), "instances": instances, "skipped": skipped})
+
+    def state(self) -> dict:
+        return {"metric": self.name, "schema": self.schema.name, "entries": list(self._entries)}
+
+    def merge(self, states: list[dict]) -> "PoseEvaluator":
+        for st in states:
+            if st.get("schema") != self.schema.name:
+                raise SpbenchError(f"cannot merge pose states of schema {st.get('schema')!r} into {self.schema.name!r}")
+            self._entries.extend(st["entries"])
+        return self
+
+    def _unique_entries(self) -> list[dict]:
+        """Entries sorted by (sample_id, k); a repeated pair counts once (accelerate pads the
+        last batch of a split with repeats, so gathered states can hold duplicates)."""
+        seen: dict[tuple[str, int], dict] = {}
+        for e in self._entries:
+            seen.setdefault((e["sample_id"], e["k"]), e)
+        return [seen[key] for key in sorted(seen)]
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _coco(self, entries: list[dict]):
+        from pycocotools.coco import COCO
+
+        cats = sorted({i["category"] for e in entries for i in e["instances"]})
+        cat_id = {c: j + 1 for j, c in enumerate(cats)}
+        images, gts, dts = [], [], []
+        for img_id, e in enumerate(entries, start=1):
+            images.append({"id": img_id, "file_name": f"{e['sample_id']}_{e['k']}"})
+            for inst in e["instances"]:
+                ann_id = len(gts) + 1
+                gts.append({
+                    "id": ann_id, "image_id": img_id, "category_id": cat_id[inst["category"]],
+                    "bbox": inst["bbox"], "area": inst["area"], "iscrowd": 0,
+                    "keypoints": inst["keypoints"], "num_keypoints": inst["num_keypoints"],
+                })
+                dts.append({
+                    "image_id": img_id, "category_id": cat_id[inst["category"]],
+                    "keypoints": inst["pred"], "score": inst["score"],
+                })
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO()
+            gt.dataset = {
+                "images": images, "annotations": gts,
+                "categories": [{"id": i, "name": c, "supercategory": "animal"} for c, i in cat_id.items()],
+            }
+            gt.createIndex()
+            dt = gt.loadRes(dts) if dts else None
+        return gt, dt
+
+    def _evaluate(self, gt, dt, img_ids: list[int], num_instances: int) -> dict:
+        out = {"AP": None, "AP50": None, "AP75": None, "num_images": len(img_ids), "num_instances": num_instances}
+        if dt is None or num_instances == 0:
+            return out
+        from pycocotools.cocoeval import COCOeval
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev = COCOeval(gt, dt, iouType="keypoints")
+            ev.params.kpt_oks_sigmas = np.array(self.schema.sigmas)
+            ev.params.imgIds = img_ids
+            ev.params.useCats = int(self.use_categories)
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        for key, v in zip(("AP", "AP50", "AP75"), ev.stats[:3]):
+            # Rounded: pycocotools' tp / (tp + fp + eps) makes a perfect single match 0.99999...98.
+            out[key] = None if v < 0 else round(float(v) * 100.0, AP_DECIMALS)
+        return out
+
+    def compute(self) -> dict:
+        """``{"AP", "AP50", "AP75"`` (percent, over all (sample, k) images pooled),
+        ``"per_k": {"0": {...}, ...}``, ``"num_images", "num_instances", ...}``."""
+        entries = self._unique_entries()
+        gt, dt = self._coco(entries) if entries else (None, None)
+        ids_by_k: dict[int, list[int]] = {}
+        inst_by_k: dict[int, int] = {}
+        for img_id, e in enumerate(entries, start=1):
+            ids_by_k.setdefault(e["k"], []).append(img_id)
+            inst_by_k[e["k"]] = inst_by_k.get(e["k"], 0) + len(e["instances"])
+        all_ids = list(range(1, len(entries) + 1))
+        result = self._evaluate(gt, dt, all_ids, sum(inst_by_k.values()))
+        result["per_k"] = {
+            str(k): self._evaluate(gt, dt, ids_by_k[k], inst_by_k[k]) for k in sorted(ids_by_k)
+        }
+        result["num_skipped_instances"] = sum(e["skipped"] for e in entries)
+        result["schema"] = self.schema.name
+        result["score_mode"] = self.score_mode
+        result["use_categories"] = self.use_categories
+        return result
+
+    def records(self) -> list[dict]:
+        """Per-image records: each instance's OKS against its own GT (not COCOeval's matching)."""
+        sigmas = np.array(self.schema.sigmas)
+        out = []
+        for e in self._unique_entries():
+            insts = []
+            for inst in e["instances"]:
+                gt = np.array(inst["keypoints"]).reshape(-1, 3)
+                pred = np.array(inst["pred"]).reshape(-1, 3)
+                insts.append({
+                    "annotation_id": inst["annotation_id"],
+                    "category": inst["category"],
+                    "oks": oks(pred[:, :2], gt[:, :2], gt[:, 2], inst["area"], sigmas),
+                    "score": inst["score"],
+                    "num_visible": inst["num_keypoints"],
+                })
+            out.append({"sample_id": e["sample_id"], "k": e["k"], "instances": insts, "skipped": e["skipped"]})
+        return out

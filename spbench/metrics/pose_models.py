@@ -1,0 +1,247 @@
+"""Pose estimators for Pose mAP, one interface, top-down on the condition's GT boxes.
+
+``predict(images, samples, transforms)`` returns, for each image, one [K, 3] array (x, y, score)
+per instance of its sample, in canvas pixels. Images must be canvas-sized: the transform defines
+the frame, and a silent resize here would hide a mismatch upstream.
+
+- :class:`VitPosePoseModel`: transformers' ViTPose / ViTPose++ (``dataset_index`` picks the
+  ViTPose++ expert: 0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K, 5 COCO-WholeBody).
+- :class:`OraclePoseModel`: the condition keypoints themselves; scores 100 AP by construction.
+- :func:`build_tiny_vitpose`: a tiny random ViTPose for tests ("tiny://vitpose").
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Protocol
+
+import numpy as np
+
+from spbench.canvas import CanvasTransform
+from spbench.data.records import Sample
+from spbench.errors import SpbenchError
+from spbench.schemas import get_schema
+
+TINY_PREFIX = "tiny://"
+
+
+class PoseModel(Protocol):
+    def predict(self, images: list, samples: list[Sample], transforms: list[CanvasTransform]) -> list[list[np.ndarray]]: ...
+
+
+def _check_inputs(images: list, samples: list[Sample], transforms: list[CanvasTransform]) -> None:
+    if not (len(images) == len(samples) == len(transforms)):
+        raise SpbenchError(f"pose model got {len(images)} images, {len(samples)} samples, {len(transforms)} transforms")
+    for im, s, t in zip(images, samples, transforms):
+        if im is not None and tuple(im.size) != (t.width, t.height):
+            raise SpbenchError(
+                f"sample {s.sample_id}: image is {im.size[0]}x{im.size[1]} but its canvas is "
+                f"{t.width}x{t.height}; score images in the frame the condition was drawn in"
+            )
+
+
+def canvas_boxes(sample: Sample, transform: CanvasTransform) -> list[list[float]]:
+    """GT boxes [x, y, w, h] in the canvas frame (at least 1 px wide and high)."""
+    out = []
+    for inst in sample.instances:
+        x, y, w, h = transform.bbox(inst.bbox)
+        out.append([x, y, max(w, 1.0), max(h, 1.0)])
+    return out
+
+
+class OraclePoseModel:
+    """Returns the condition keypoints (canvas frame) with score 1.0: the metric's upper bound."""
+
+    name = "oracle"
+
+    def predict(self, images, samples, transforms):
+        _check_inputs(images, samples, transforms)
+        out = []
+        for s, t in zip(samples, transforms):
+            out.append([np.concatenate([t.points(i.xy), np.ones((len(i.keypoints), 1))], axis=1) for i in s.instances])
+        return out
+
+
+class VitPosePoseModel:
+    """transformers' ``VitPoseForPoseEstimation`` with its ``VitPoseImageProcessor``.
+
+    Crops of all GT boxes are batched across images (``batch_size`` crops per forward). With
+    ``flip_test`` (the official protocol) the heatmaps of the horizontally flipped crop, swapped
+    back with the schema's flip pairs, are averaged in, as ViTPose's test config does (UDP: no
+    heatmap shift).
+    """
+
+    def __init__(self, model_id_or_path: str, dataset_index: int | None = None, device: str = "cpu",
+                 batch_size: int = 32, flip_test: bool = True):
+        from transformers import VitPoseForPoseEstimation, VitPoseImageProcessor
+
+        from spbench.models.hub import load_pretrained
+
+        _require_scipy()
+        model = load_pretrained(VitPoseForPoseEstimation, model_id_or_path, role="pose model", setting="models.pose")
+        processor = load_pretrained(VitPoseImageProcessor, model_id_or_path, role="pose model", setting="models.pose")
+        self._setup(model, processor, str(model_id_or_path), dataset_index, device, batch_size, flip_test)
+
+    @classmethod
+    def from_modules(cls, model, processor, *, name: str = "in-memory", dataset_index: int | None = None,
+                     device: str = "cpu", batch_size: int = 32, flip_test: bool = True) -> "VitPosePoseModel":
+        _require_scipy()
+        self = cls.__new__(cls)
+        self._setup(model, processor, name, dataset_index, device, batch_size, flip_test)
+        return self
+
+    def _setup(self, model, processor, name, dataset_index, device, batch_size, flip_test):
+        self.name = name
+        self.model = model.to(device).eval()
+        self.processor = processor
+        self.device = device
+        self.batch_size = max(1, int(batch_size))
+        self.flip_test = flip_test
+        self.num_experts = int(getattr(model.config.backbone_config, "num_experts", 1))
+        if self.num_experts > 1:
+            if dataset_index is None:
+                raise SpbenchError(
+                    f"pose model {name!r} is a ViTPose++ with {self.num_experts} experts: set its "
+                    f"dataset_index (0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K, 5 COCO-WholeBody)"
+                )
+            if not 0 <= dataset_index < self.num_experts:
+                raise SpbenchError(f"dataset_index {dataset_index} out of range for {self.num_experts} experts of {name!r}")
+        self.dataset_index = dataset_index if self.num_experts > 1 else None
+        self._warned_head = False
+
+    def _check_head(self, schema) -> None:
+        n = int(self.model.config.num_labels)
+        if n != schema.num_keypoints:
+            raise SpbenchError(
+                f"pose model {self.name!r} predicts {n} keypoints, schema {schema.name!r} has {schema.num_keypoints}"
+            )
+        labels = " ".join(str(v).lower() for v in (self.model.config.id2label or {}).values())
+        # transformers' ViTPose++ conversions keep only the COCO head: the AP-10K expert's
+        # features then decode into human keypoints, in COCO order.
+        if schema.name == "ap10k" and not self._warned_head and any(w in labels for w in ("ear", "wrist", "ankle")):
+            self._warned_head = True
+            warnings.warn(
+                f"pose model {self.name!r} has a human (COCO) keypoint head but the samples use AP-10K "
+                f"keypoints; Pose mAP needs a checkpoint whose head predicts AP-10K keypoints",
+                stacklevel=3,
+            )
+
+    def _heatmaps(self, pixel_values, flip_pairs):
+        import torch
+
+        out = []
+        for i in range(0, len(pixel_values), self.batch_size):
+            pv = pixel_values[i:i + self.batch_size].to(self.device, dtype=next(self.model.parameters()).dtype)
+            kwargs = {}
+            if self.dataset_index is not None:
+                kwargs["dataset_index"] = torch.full((len(pv),), self.dataset_index, dtype=torch.long, device=self.device)
+            hm = self.model(pv, **kwargs).heatmaps
+            if self.flip_test:
+                hm_flip = self.model(pv.flip(-1), flip_pairs=flip_pairs, **kwargs).heatmaps
+                hm = (hm + hm_flip) * 0.5
+            out.append(hm.float().cpu())
+        return torch.cat(out)
+
+    def predict(self, images, samples, transforms):
+        import torch
+        from transformers.models.vitpose.modeling_vitpose import VitPoseEstimatorOutput
+
+        _check_inputs(images, samples, transforms)
+        results: list[list[np.ndarray]] = [[] for _ in samples]
+        # Chunks of whole images with about batch_size crops each; images without instances skip.
+        todo = [i for i, s in enumerate(samples) if s.instances]
+        chunks, cur, n = [], [], 0
+        for i in todo:
+            if cur and n + len(samples[i].instances) > self.batch_size:
+                chunks.append(cur)
+                cur, n = [], 0
+            cur.append(i)
+            n += len(samples[i].instances)
+        if cur:
+            chunks.append(cur)
+
+        for chunk in chunks:
+            schema = get_schema(samples[chunk[0]].schema)
+            if any(samples[i].schema != schema.name for i in chunk):
+                raise SpbenchError("pose model got samples of different keypoint schemas in one call")
+            self._check_head(schema)
+            flip_pairs = torch.tensor(schema.flip_pairs, dtype=torch.long, device=self.device)
+            boxes = [canvas_boxes(samples[i], transforms[i]) for i in chunk]
+            imgs = [images[i].convert("RGB") for i in chunk]
+            inputs = self.processor(imgs, boxes=boxes, return_tensors="pt")
+            with torch.inference_mode():
+                heatmaps = self._heatmaps(inputs["pixel_values"], flip_pairs)
+            poses = self.processor.post_process_pose_estimation(VitPoseEstimatorOutput(heatmaps=heatmaps), boxes=boxes)
+            for i, per_image in zip(chunk, poses):
+                results[i] = [
+                    np.concatenate([p["keypoints"].numpy().astype(np.float64).reshape(-1, 2),
+                                    p["scores"].numpy().astype(np.float64).reshape(-1, 1)], axis=1)
+                    for p in per_image
+                ]
+        return results
+
+
+def _require_scipy() -> None:
+    # VitPoseImageProcessor crops with scipy; without it, it fails with a NameError deep inside.
+    try:
+        import scipy  # noqa: F401
+    except ImportError:
+        raise SpbenchError("the ViTPose pose model needs scipy: pip install scipy") from None
+
+
+def build_tiny_vitpose(num_keypoints: int = 17, num_experts: int = 1):
+    """A tiny random ViTPose (hidden 32, 2 layers, 2 heads, 256x192 input, patch 16) and a
+    default processor, built offline; seeded, so the same call gives the same weights."""
+    import torch
+    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessor
+
+    backbone = VitPoseBackboneConfig(
+        image_size=[256, 192], patch_size=[16, 16], hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, mlp_ratio=2, num_experts=num_experts, part_features=8 if num_experts > 1 else 0,
+        out_indices=[2],
+    )
+    config = VitPoseConfig(backbone_config=backbone, num_labels=num_keypoints, use_simple_decoder=True)
+    torch.manual_seed(0)
+    model = VitPoseForPoseEstimation(config).eval()
+    processor = VitPoseImageProcessor(size={"height": 256, "width": 192})
+    return model, processor
+
+
+def save_tiny_vitpose(path: str | os.PathLike, num_keypoints: int = 17, num_experts: int = 1) -> str:
+    """Write the tiny ViTPose as a model folder (``save_pretrained``), loadable like a hub download."""
+    model, processor = build_tiny_vitpose(num_keypoints, num_experts)
+    os.makedirs(path, exist_ok=True)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return str(path)
+
+
+def load_pose_model(spec: str | dict, dataset_index: int | None = None, device: str = "cpu"):
+    """``"oracle"``, ``"tiny://vitpose"`` or a hub id / folder of a transformers ViTPose.
+
+    A dict spec: ``{"model": ..., "dataset_index": ..., "batch_size": ..., "flip_test": ...}``.
+    The tiny model gets enough experts for ``dataset_index`` so expert routing is exercised.
+    """
+    kwargs: dict = {}
+    if isinstance(spec, dict):
+        spec = dict(spec)
+        name = spec.pop("model", None) or spec.pop("name", None)
+        if not name:
+            raise SpbenchError(f"pose model spec {spec!r} needs a 'model' entry")
+        dataset_index = spec.pop("dataset_index", dataset_index)
+        device = spec.pop("device", device)
+        unknown = set(spec) - {"batch_size", "flip_test"}
+        if unknown:
+            raise SpbenchError(f"unknown pose model settings {sorted(unknown)}: use batch_size, flip_test, dataset_index")
+        kwargs = spec
+        spec = name
+    if spec == "oracle":
+        return OraclePoseModel()
+    if spec.startswith(TINY_PREFIX):
+        if spec != TINY_PREFIX + "vitpose":
+            raise SpbenchError(f"unknown tiny pose model {spec!r}: use tiny://vitpose")
+        experts = 1 if dataset_index is None else max(2, dataset_index + 1)
+        model, processor = build_tiny_vitpose(17, experts)
+        return VitPosePoseModel.from_modules(model, processor, name=spec, dataset_index=dataset_index, device=device, **kwargs)
+    return VitPosePoseModel(spec, dataset_index=dataset_index, device=device, **kwargs)

@@ -1,0 +1,53 @@
+import pytest
+
+from spbench.config import apply_set, load_profile, profile_names, resolve
+from spbench.errors import SpbenchError
+
+
+def test_packaged_profiles_resolve_with_the_pose_model_of_the_schema():
+    assert {"tiny", "paper"} <= set(profile_names())
+    paper = resolve(load_profile("paper"), "ap10k", {}, [])
+    assert paper["models"]["base"] == "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    assert paper["models"]["pose"] == "usyd-community/vitpose-plus-huge"
+    assert paper["models"]["pose_dataset_index"] == 3  # ViTPose++'s AP-10K expert
+    human = resolve(load_profile("paper"), "coco17", {}, [])
+    assert human["models"]["pose_dataset_index"] == 0
+    tiny = resolve(load_profile("tiny"), "ap10k", {}, [])
+    assert tiny["profile"]["tiny"] is True and tiny["generation"]["canvas"] == 64
+
+
+def test_precedence_is_defaults_profile_flags_then_set():
+    cfg = resolve(load_profile("tiny"), "ap10k", {"generation.steps": 7, "generation.seed": None},
+                  ["generation.steps=3", "generation.guidance_scale=5", "models.base=/w/sd15"])
+    assert cfg["generation"]["steps"] == 3
+    assert cfg["generation"]["guidance_scale"] == 5.0 and isinstance(cfg["generation"]["guidance_scale"], float)
+    assert cfg["generation"]["seed"] == 0  # a flag left at None keeps the default
+    assert cfg["models"]["base"] == "/w/sd15"
+
+
+@pytest.mark.parametrize("item, words", [
+    ("generation.stepz=3", ["generation.stepz", "did you mean", "generation.steps"]),
+    ("generation.steps=many", ["generation.steps", "expected int"]),
+    ("steps", ["key=value"]),
+    ("nothing.here=1", ["nothing.here"]),
+])
+def test_bad_set_names_the_key_and_the_fix(item, words):
+    cfg = resolve(load_profile("tiny"), "ap10k", {}, [])
+    with pytest.raises(SpbenchError) as e:
+        apply_set(cfg, item)
+    for w in words:
+        assert w in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_profile_errors(tmp_path):
+    with pytest.raises(SpbenchError, match="did you mean 'tiny'"):
+        load_profile("tinny")
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("models: {base: x}\nsurprise: 1\n")
+    with pytest.raises(SpbenchError, match="surprise"):
+        load_profile(str(bad))
+    good = tmp_path / "mine2.yaml"
+    good.write_text("tiny: true\nmodels: {base: tiny://sd15}\npose_models: {ap10k: {id: oracle}}\n")
+    cfg = resolve(load_profile(str(good)), "ap10k", {}, [])
+    assert cfg["profile"]["name"] == "mine2" and cfg["models"]["pose"] == "oracle"
