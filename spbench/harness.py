@@ -110,8 +110,6 @@ def parse_metrics(text: str) -> list[str]:
 
 def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = None) -> tuple[dict, Path]:
     """Score a finished run folder; writes result.json and per_image.jsonl, returns the record."""
-    from accelerate.utils import gather_object
-
     from spbench.metrics.evaluate import evaluate_pose
     from spbench.results.record import build_record
 
@@ -131,9 +129,8 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
         with _progress() as progress:
             evaluator = evaluate_pose(run, mine, samples, spec, index, config["evaluation"]["pose_batch_size"],
                                       str(state.device), progress if state.is_main_process else None)
-        states = gather_object([evaluator.state()]) if state.num_processes > 1 else [evaluator.state()]
+        evaluator.sync()
         if state.is_main_process:
-            evaluator.merge(states)
             results["pose"] = evaluator.compute()
             per_image += evaluator.records()
             evaluation["pose"] = {"model": spec, "dataset_index": index, "frame": "canvas",

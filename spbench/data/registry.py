@@ -110,7 +110,8 @@ def load_split(
     """Read, check and clean one split; Split.stats carries the cleaning counts.
 
     With ``check_images`` a missing image file is an error; without, missing files are counted
-    in ``stats["missing_images"]``.
+    in ``stats["missing_images"]``. The ``sample`` dataset ignores ``data_root`` (its files ship
+    in the package), so a configured root does not get in its way.
     """
     split_name, ann_file = resolve_annotation_file(dataset, split, data_root, ann)
     info = DATASETS[dataset]

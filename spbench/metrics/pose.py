@@ -12,7 +12,8 @@ Conventions (matching mmpose's top-down evaluation with GT boxes, which the offi
 - ``use_categories=True`` keeps COCOeval's per-category AP averaged over categories, which is
   what mmpose reports for AP-10K (species as categories); Human-Art has one category (person);
 - COCOeval's keypoint defaults otherwise: maxDets 20, OKS thresholds .50:.05:.95;
-- no OKS-NMS (mmpose applies it at OKS 0.9; with GT boxes it only matters for near-duplicates).
+- no OKS-NMS (mmpose applies it at OKS 0.9; with GT boxes it only matters for near-duplicates);
+- results in percent, rounded to 10 decimals, so a perfect score is exactly 100.0.
 """
 
 from __future__ import annotations

@@ -217,7 +217,7 @@ def save_tiny_vitpose(path: str | os.PathLike, num_keypoints: int = 17, num_expe
     return str(path)
 
 
-def load_pose_model(spec: str | dict, dataset_index: int | None = None, device: str = "cpu"):
+def load_pose_model(spec: str | os.PathLike | dict, dataset_index: int | None = None, device: str = "cpu"):
     """``"oracle"``, ``"tiny://vitpose"`` or a hub id / folder of a transformers ViTPose.
 
     A dict spec: ``{"model": ..., "dataset_index": ..., "batch_size": ..., "flip_test": ...}``.
@@ -236,6 +236,7 @@ def load_pose_model(spec: str | dict, dataset_index: int | None = None, device: 
             raise SpbenchError(f"unknown pose model settings {sorted(unknown)}: use batch_size, flip_test, dataset_index")
         kwargs = spec
         spec = name
+    spec = os.fspath(spec)
     if spec == "oracle":
         return OraclePoseModel()
     if spec.startswith(TINY_PREFIX):
