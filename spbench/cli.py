@@ -69,10 +69,12 @@ def _generate(method, dataset, profile, data_root, ann, split, limit, samples, b
         _flags(method, dataset, data_root, ann, split, limit, samples, batch_size, seed, steps, variant, checkpoint),
         profile, sets or [], out,
     )
-    if prep.config["profile"]["tiny"]:
+    main_process = harness.is_main_process()
+    if prep.config["profile"]["tiny"] and main_process:
         err_console.print("[yellow]tiny profile: random models — the images and numbers check the machinery, they are not results[/]")
     counts = harness.generate(prep)
-    console.print(f"run folder: {prep.run.path}  ({counts['requests']} images, {counts['skipped']} already there)")
+    if main_process:
+        console.print(f"run folder: {prep.run.path}  ({counts['requests']} images, {counts['skipped']} already there)")
     return prep
 
 
@@ -220,6 +222,10 @@ def list_things():
 
 
 def _print_record(record: dict, path: Path) -> None:
+    from spbench.harness import is_main_process
+
+    if not is_main_process():
+        return
     pose = record["metrics"].get("pose")
     if pose:
         t = Table(title=f"{record['method']['name']} on {record['dataset']['name']}/{record['dataset']['split']} — pose OKS-mAP (%)")

@@ -51,15 +51,25 @@ def prepare(flags: dict, profile: str, sets: list[str], out: str) -> PreparedRun
 
 
 def _state():
+    """accelerate's process state. Without CUDA (or with ACCELERATE_USE_CPU) processes started by
+    `accelerate launch` join over gloo on the CPU, so sharding works on CPU machines too."""
+    import os
+
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true") or not torch.cuda.is_available()
+    return PartialState(cpu=cpu)
 
 
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+
+
+def is_main_process() -> bool:
+    return _state().is_main_process
 
 
 def generate(prep: PreparedRun) -> dict:

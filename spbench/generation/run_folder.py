@@ -85,6 +85,9 @@ class RunFolder:
                     "pass another --out, or delete that folder to start over"
                 )
         self.path.mkdir(parents=True, exist_ok=True)
+        # A killed process can leave its temporary file behind (never a partial image).
+        for stale in self.path.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         atomic_write_json(self.run_json, {**run_info, "config": config})
         atomic_write_jsonl(self.samples_jsonl, (s.to_dict() for s in samples))
 

@@ -1,0 +1,143 @@
+"""The command line end to end on the shipped sample with tiny models."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from spbench.cli import app
+from spbench.data.registry import load_split
+from spbench.files import read_jsonl
+
+RUN = "sample-ap10k-controlnet-tiny"
+FAST = ["--method", "controlnet", "--dataset", "sample", "--profile", "tiny", "--steps", "2"]
+
+
+def spbench(*args, cwd=None, timeout=300):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "spbench", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=timeout)
+
+
+def _pixels(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((folder / "images").glob("*.png"))}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    result = CliRunner().invoke(app, ["run", *FAST, "--limit", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out / RUN, result.output
+
+
+def test_run_writes_images_manifest_and_record(tiny_run):
+    run, output = tiny_run
+    assert sorted(p.name for p in (run / "images").glob("*.png")) == sorted(
+        f"{s.sample_id}_k{k}.png" for s in load_split("sample").samples[:3] for k in range(3))
+    rows = read_jsonl(run / "manifest.jsonl")
+    assert len(rows) == 9 and {r["k"] for r in rows} == {0, 1, 2}
+    record = json.loads((run / "result.json").read_text())
+    pose = record["metrics"]["pose"]
+    assert 0.0 <= pose["AP"] <= 100.0 and set(pose["per_k"]) == {"0", "1", "2"}
+    assert record["tiny"] is True and "not results" in record["note"]
+    assert record["dataset"]["hash"] == load_split("sample").limit(3).content_hash
+    assert record["config"]["generation"]["steps"] == 2 and record["seeds"]["base"] == 0
+    assert record["provenance"]["packages"]["torch"] and record["provenance"]["date"]
+    assert record["evaluation"]["pose"]["model"] == "tiny://vitpose"
+    assert "result record:" in output and "AP" in output
+
+
+def test_oracle_pose_model_scores_100(tiny_run):
+    run, _ = tiny_run
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--metrics", "pose", "--pose-model", "oracle"])
+    assert result.exit_code == 0, result.output
+    pose = json.loads((run / "result.json").read_text())["metrics"]["pose"]
+    assert pose["AP"] == 100.0 and all(v["AP"] == 100.0 for v in pose["per_k"].values())
+
+
+def test_ls_lists_the_plugged_in_baseline():
+    result = CliRunner().invoke(app, ["ls"])
+    assert result.exit_code == 0
+    assert "controlnet" in result.output and "openpose" in result.output and "paper" in result.output
+
+
+@pytest.mark.parametrize("args, words", [
+    (["run", "--method", "contrlnet"], ["unknown method", "did you mean 'controlnet'"]),
+    (["run", "--dataset", "ap10"], ["unknown dataset", "ap10k"]),
+    (["run", "--profile", "papr"], ["did you mean 'paper'"]),
+    (["run", "--set", "generation.stpes=3"], ["generation.stpes", "generation.steps"]),
+    (["run", "--dataset", "ap10k", "--ann", "/nonexistent/ann.json"], ["/nonexistent/ann.json"]),
+    (["run", "--metrics", "pose,bogus"], ["bogus"]),
+    (["evaluate", "/nonexistent-run"], ["/nonexistent-run", "run folder"]),
+    (["data", "check", "--dataset", "humanart"], ["--data-root"]),
+])
+def test_user_errors_are_one_line_with_exit_code_2(args, words, tmp_path):
+    result = spbench(*args, "--out", str(tmp_path)) if args[0] == "run" else spbench(*args)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for w in words:
+        assert w in lines[0]
+
+
+def test_malformed_annotation_file_names_file_and_field(tmp_path):
+    ann = tmp_path / "bad.json"
+    ann.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.jpg", "width": 10, "height": 10}],
+                               "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 5, 5]}],
+                               "categories": [{"id": 1, "name": "dog"}]}))
+    result = spbench("data", "check", "--dataset", "ap10k", "--ann", str(ann))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert str(ann) in result.stderr and "annotations[0].keypoints" in result.stderr
+
+
+def test_killed_run_resumes_to_the_same_files(tmp_path):
+    args = ["generate", *FAST[:-1], "20", "--limit", "4", "--batch-size", "1"]
+    reference = spbench(*args, "--out", str(tmp_path / "ref"))
+    assert reference.returncode == 0, reference.stderr
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "spbench", *args, "--out", str(tmp_path / "cut")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    images = tmp_path / "cut" / RUN / "images"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(images.glob("*.png"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(images.glob("*.png")))
+    assert 3 <= done_before < 12, "the kill should land part-way"
+    assert not (tmp_path / "cut" / RUN / "manifest.jsonl").exists()
+    resumed = spbench(*args, "--out", str(tmp_path / "cut"))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{done_before} already there" in resumed.stdout.replace("\n", " ")
+    a, b = _pixels(tmp_path / "ref" / RUN), _pixels(tmp_path / "cut" / RUN)
+    assert a.keys() == b.keys() and len(a) == 12
+    assert all(np.abs(a[k] - b[k]).max() <= 1 for k in a)
+    assert not list((tmp_path / "cut").rglob("*.tmp"))
+    rows = read_jsonl(tmp_path / "cut" / RUN / "manifest.jsonl")
+    assert len({(r["sample_id"], r["k"]) for r in rows}) == len(rows) == 12
+
+
+def test_accelerate_launch_shares_the_work_and_gives_the_same_images(tmp_path):
+    args = ["generate", *FAST, "--limit", "3"]
+    single = spbench(*args, "--out", str(tmp_path / "one"))
+    assert single.returncode == 0, single.stderr
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "-m", "spbench", *args, "--out", str(tmp_path / "two")]
+    two = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=300)
+    assert two.returncode == 0, two.stderr
+    a, b = _pixels(tmp_path / "one" / RUN), _pixels(tmp_path / "two" / RUN)
+    assert a.keys() == b.keys() and len(a) == 9
+    assert all(np.abs(a[k] - b[k]).max() <= 1 for k in a)
+    assert len(read_jsonl(tmp_path / "two" / RUN / "manifest.jsonl")) == 9
