@@ -196,14 +196,18 @@ def list_things():
     """List methods, datasets, profiles and metrics."""
     from spbench.config import load_profile, profile_names
     from spbench.data.registry import DATASETS
-    from spbench.harness import KNOWN_METRICS
+    from spbench.metrics.evaluate import METRICS
     from spbench.methods.registry import get_method_class, method_names
 
     t = Table(title="methods")
     for col in ("name", "condition", "variants", "description"):
         t.add_column(col)
     for name in method_names():
-        cls = get_method_class(name)
+        try:
+            cls = get_method_class(name)
+        except SpbenchError as e:  # a broken plug-in must not hide the others
+            t.add_row(name, "?", "?", f"[red]{e}[/]")
+            continue
         t.add_row(name, cls.condition, ", ".join(cls.variants) or "—", cls.description)
     console.print(t)
     t = Table(title="datasets")
@@ -218,7 +222,7 @@ def list_things():
     for name in profile_names():
         t.add_row(name, load_profile(name).get("description", ""))
     console.print(t)
-    console.print("metrics: " + ", ".join(KNOWN_METRICS))
+    console.print("metrics: " + ", ".join(METRICS))
 
 
 def _print_record(record: dict, path: Path) -> None:

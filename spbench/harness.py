@@ -16,7 +16,6 @@ from spbench.errors import SpbenchError
 from spbench.files import atomic_write_json, atomic_write_jsonl
 from spbench.generation.run_folder import RunFolder
 
-KNOWN_METRICS = ("pose",)
 LATER_METRICS = ("clip", "fid", "det")
 
 
@@ -107,45 +106,41 @@ def generate(prep: PreparedRun) -> dict:
 
 
 def parse_metrics(text: str) -> list[str]:
+    from spbench.metrics.evaluate import METRICS
+
     names = [m.strip() for m in text.split(",") if m.strip()]
     for m in names:
-        if m in LATER_METRICS:
-            raise SpbenchError(f"metric {m!r} is not available yet in this version (available: {', '.join(KNOWN_METRICS)})")
-        if m not in KNOWN_METRICS:
-            raise SpbenchError(f"unknown metric {m!r} in --metrics (known: {', '.join(KNOWN_METRICS)})")
+        if m in LATER_METRICS and m not in METRICS:
+            raise SpbenchError(f"metric {m!r} is not available yet in this version (available: {', '.join(METRICS)})")
+        if m not in METRICS:
+            raise SpbenchError(f"unknown metric {m!r} in --metrics (known: {', '.join(METRICS)})")
     if not names:
-        raise SpbenchError("--metrics is empty: name at least one of " + ", ".join(KNOWN_METRICS))
+        raise SpbenchError("--metrics is empty: name at least one of " + ", ".join(METRICS))
     return names
 
 
 def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = None) -> tuple[dict, Path]:
     """Score a finished run folder; writes result.json and per_image.jsonl, returns the record."""
-    from spbench.metrics.evaluate import evaluate_pose
+    from spbench.metrics.evaluate import ScoringContext, scoring_function
     from spbench.results.record import build_record
 
     state = _state()
     run = RunFolder(run_dir)
     info = run.read_run()
-    samples = run.read_samples()
     manifest = run.read_manifest()
     if state.is_main_process:
         run.verify_images(manifest)
-    config = info["config"]
+    ctx = ScoringContext(run, info, run.read_samples(), str(state.device), {"pose_model": pose_model})
+    mine = manifest[state.process_index :: state.num_processes]
     results, evaluation, per_image = {}, {}, []
-    if "pose" in metrics:
-        spec = pose_model or config["models"]["pose"]
-        index = None if pose_model else config["models"]["pose_dataset_index"]
-        mine = manifest[state.process_index :: state.num_processes]
+    for name in metrics:
         with _progress() as progress:
-            evaluator = evaluate_pose(run, mine, samples, spec, index, config["evaluation"]["pose_batch_size"],
-                                      str(state.device), progress if state.is_main_process else None)
+            evaluator = scoring_function(name)(ctx, mine, progress if state.is_main_process else None)
         evaluator.sync()
         if state.is_main_process:
-            results["pose"] = evaluator.compute()
-            per_image += evaluator.records()
-            evaluation["pose"] = {"model": spec, "dataset_index": index, "frame": "canvas",
-                                  "boxes": "ground truth, mapped to the canvas",
-                                  "images": "all k samples of every prompt"}
+            results[name] = evaluator.compute()
+            evaluation[name] = getattr(evaluator, "description", {})
+            per_image += [{"metric": name, **r} for r in evaluator.records()]
     record = build_record(info, results, evaluation)
     if state.is_main_process:
         atomic_write_jsonl(run.per_image_jsonl, per_image)

@@ -12,9 +12,9 @@ import torch
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Split
 from spbench.files import atomic_save_image
-from spbench.generation.run_folder import Request, RunFolder
+from spbench.generation.run_folder import RunFolder
 from spbench.generation.seeds import initial_noise, request_seed
-from spbench.methods.base import GenerationSettings, Method
+from spbench.methods.base import GenerationSettings, Method, Request
 
 
 def plan_requests(split: Split, gen: dict) -> list[Request]:
@@ -23,7 +23,8 @@ def plan_requests(split: Split, gen: dict) -> list[Request]:
     for sample in split.samples:
         transform = CanvasTransform.fit(sample.width, sample.height, gen["canvas"], gen["canvas_mode"])
         for k in range(gen["samples"]):
-            requests.append(Request(sample, k, request_seed(gen["seed"], sample.sample_id, k), transform))
+            seed = request_seed(gen["seed"], sample.sample_id, k)
+            requests.append(Request(sample, k, seed, transform, split.image_path(sample)))
     return requests
 
 
@@ -66,7 +67,7 @@ def generate(run: RunFolder, method: Method, requests: list[Request], settings: 
         batch = mine[start : start + batch_size]
         for r in batch:
             if r.sample.sample_id not in conditions:
-                image = method.condition_image(r.sample, r.transform)
+                image = method.condition_image(r)
                 conditions[r.sample.sample_id] = image
                 if not run.condition_file(r.sample).exists():
                     atomic_save_image(run.condition_file(r.sample), image)

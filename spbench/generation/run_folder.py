@@ -14,15 +14,14 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
-from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_json, atomic_write_jsonl, read_jsonl
+from spbench.methods.base import Request
 
 # Settings that change the images; a run folder refuses to be resumed under other values.
 IMAGE_SETTINGS = (
@@ -39,18 +38,6 @@ def image_settings(config: dict) -> dict:
         values = config.get(section, {})
         out[section] = dict(values) if keys is None else {k: values.get(k) for k in keys}
     return out
-
-
-@dataclass(frozen=True)
-class Request:
-    sample: Sample
-    k: int
-    seed: int
-    transform: CanvasTransform
-
-    @property
-    def key(self) -> str:
-        return f"{self.sample.sample_id}_k{self.k}"
 
 
 class RunFolder:

@@ -44,6 +44,22 @@ class GenerationSettings:
         )
 
 
+@dataclass(frozen=True)
+class Request:
+    """One image to generate: image ``k`` of ``sample``, with its seed and canvas transform."""
+
+    sample: Sample
+    k: int
+    seed: int
+    transform: CanvasTransform
+    # The dataset's reference image of the sample (for conditions extracted from it, e.g. depth).
+    image_path: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.sample.sample_id}_k{self.k}"
+
+
 @dataclass
 class MethodContext:
     """What a method gets from the harness: the resolved config, device and dtype."""
@@ -79,11 +95,12 @@ class Method(ABC):
         """The text the model is given for ``sample``."""
         return sample.prompt
 
-    def condition_image(self, sample: Sample, transform: CanvasTransform) -> Image.Image:
-        """The condition drawn on the canvas; override for conditions that need a model."""
+    def condition_image(self, request: Request) -> Image.Image:
+        """The request's condition on the canvas (one per sample: k does not matter); override
+        for conditions that need a model or the reference image (``request.image_path``)."""
         from spbench.conditions import render_condition
 
-        return render_condition(self.condition, sample, transform)
+        return render_condition(self.condition, request.sample, request.transform)
 
     def latent_shape(self, settings: GenerationSettings) -> tuple[int, int, int]:
         f = self.vae_scale_factor

@@ -1,34 +1,84 @@
-"""Scoring the images of a run folder with the pose metric (more metrics plug in the same way)."""
+"""Scoring a run folder: one scoring function per metric, looked up by name.
+
+Each scoring function takes a :class:`ScoringContext` and this process's share of the manifest
+rows, runs its model over the images, and returns a filled :class:`~spbench.metrics.base.Evaluator`
+(which the harness syncs across ranks and computes). New metrics register in ``METRICS``.
+"""
 
 from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
+from spbench.errors import SpbenchError
 from spbench.generation.run_folder import RunFolder
 from spbench.schemas import get_schema
 
+# name -> "module:function"; imported only when the metric is asked for.
+METRICS: dict[str, str] = {
+    "pose": "spbench.metrics.evaluate:score_pose",
+}
 
-def evaluate_pose(run: RunFolder, rows: list[dict], samples: dict[str, Sample], model_spec: str,
-                  dataset_index: int | None, batch_size: int, device: str, progress=None):
-    """Run the pose model on the listed images (top-down on GT boxes) and feed a PoseEvaluator."""
+
+@dataclass
+class ScoringContext:
+    run: RunFolder
+    run_info: dict  # run.json
+    samples: dict[str, Sample]
+    device: str = "cpu"
+    # Command-line choices that override the recorded config (e.g. {"pose_model": "oracle"}).
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict:
+        return self.run_info["config"]
+
+    def reference_image_path(self, sample: Sample) -> Path:
+        """The dataset's real image of ``sample`` (for FID and the Real Image row)."""
+        return Path(self.run_info["dataset"]["data_root"]) / sample.file
+
+    def load_images(self, rows: list[dict]) -> list[Image.Image]:
+        return [Image.open(self.run.path / r["file"]).convert("RGB") for r in rows]
+
+
+def scoring_function(name: str):
+    if name not in METRICS:
+        raise SpbenchError(f"unknown metric {name!r} (known: {', '.join(METRICS)})")
+    module, _, attr = METRICS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def batches(rows: list[dict], size: int):
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def score_pose(ctx: ScoringContext, rows: list[dict], progress=None):
+    """Pose OKS-mAP: the pose model runs top-down on the GT boxes mapped to the canvas."""
     from spbench.metrics.pose import PoseEvaluator
     from spbench.metrics.pose_models import load_pose_model
 
-    schema = get_schema(next(iter(samples.values())).schema)
+    override = ctx.overrides.get("pose_model")
+    spec = override or ctx.config["models"]["pose"]
+    index = None if override else ctx.config["models"]["pose_dataset_index"]
+    schema = get_schema(next(iter(ctx.samples.values())).schema)
     evaluator = PoseEvaluator(schema)
+    evaluator.description = {"model": spec, "dataset_index": index, "frame": "canvas",
+                             "boxes": "ground truth, mapped to the canvas"}
     if not rows:
         return evaluator
-    model = load_pose_model(model_spec, dataset_index=dataset_index, device=device)
+    model = load_pose_model(spec, dataset_index=index, device=ctx.device)
     task = progress.add_task("scoring pose", total=len(rows)) if progress else None
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        images = [Image.open(run.path / r["file"]).convert("RGB") for r in batch]
-        batch_samples = [samples[r["sample_id"]] for r in batch]
+    for batch in batches(rows, ctx.config["evaluation"]["pose_batch_size"]):
+        samples = [ctx.samples[r["sample_id"]] for r in batch]
         transforms = [CanvasTransform(**r["canvas"]) for r in batch]
-        predictions = model.predict(images, batch_samples, transforms)
-        for r, s, t, p in zip(batch, batch_samples, transforms, predictions, strict=True):
+        predictions = model.predict(ctx.load_images(batch), samples, transforms)
+        for r, s, t, p in zip(batch, samples, transforms, predictions, strict=True):
             evaluator.update(s, t, r["k"], p)
         if progress:
             progress.advance(task, len(batch))
