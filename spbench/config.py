@@ -17,9 +17,22 @@ from spbench.errors import SpbenchError
 
 DEFAULTS: dict = {
     "dataset": {"name": "sample", "split": None, "data_root": None, "ann": None, "limit": None},
-    "method": {"name": "controlnet", "variant": None, "checkpoint": None},
+    # `options` is free-form: a method reads its own keys (e.g. method.options.conditions_dir).
+    "method": {"name": "controlnet", "variant": None, "checkpoint": None, "options": {}},
     "profile": {"name": "tiny", "tiny": True},
-    "models": {"base": None, "controlnet": None, "pose": None, "pose_dataset_index": None},
+    # Every model a run uses: a hub id, a local folder, or tiny://<name> (built in-process).
+    "models": {
+        "base": None,             # Stable Diffusion 1.5
+        "controlnet": None,       # ControlNet checkpoint for `controlnet` (None: from the UNet)
+        "t2i_adapter": None,      # T2I-Adapter checkpoint for `t2i-adapter` (None: untrained)
+        "depth_estimator": None,  # ZoeDepth, for `controlnet-depth` conditions
+        "segmenter": None,        # SAM-HQ, for `controlnet-mask` conditions
+        "pose": None,             # ViTPose(++), picked per keypoint schema from pose_models
+        "pose_dataset_index": None,
+        "clip": None,             # CLIP ViT-L/14 for CLIP-Score
+        "inception": None,        # Inception weights for FID
+        "detector": None,         # Grounding-DINO for detection AP.75
+    },
     "generation": {
         "steps": 50,
         "guidance_scale": 7.5,
@@ -34,10 +47,15 @@ DEFAULTS: dict = {
         "dtype": "auto",  # auto: float16 on CUDA, float32 on CPU
     },
     "evaluation": {"metrics": "pose", "pose_batch_size": 16},
+    # Caches (FID reference statistics, extracted conditions); None: $SPBENCH_CACHE or ~/.cache/spbench.
+    "paths": {"cache": None},
 }
 
-# Keys whose value may be given as any type (None default, free-form).
-PROFILE_KEYS = {"description", "tiny", "models", "pose_models", "generation"}
+# Sections whose keys are free-form (any name may be set).
+FREE_FORM = {("method", "options")}
+
+# Top-level keys a profile YAML may have.
+PROFILE_KEYS = {"description", "tiny", "models", "pose_models", "generation", "evaluation"}
 
 
 def profile_names() -> list[str]:
@@ -78,7 +96,8 @@ def resolve(profile: dict, schema: str, flags: dict, sets: list[str]) -> dict:
     """Merge defaults, the profile (its pose model picked for ``schema``), flags and ``--set``s."""
     cfg = copy.deepcopy(DEFAULTS)
     cfg["profile"] = {"name": profile["name"], "tiny": bool(profile.get("tiny", False))}
-    _merge(cfg, {"models": profile.get("models") or {}, "generation": profile.get("generation") or {}}, "profile " + profile["name"])
+    sections = {k: profile.get(k) or {} for k in ("models", "generation", "evaluation")}
+    _merge(cfg, sections, "profile " + profile["name"])
     pose = (profile.get("pose_models") or {}).get(schema)
     if pose:
         cfg["models"]["pose"] = pose.get("id")
@@ -108,6 +127,9 @@ def set_key(cfg: dict, dotted: str, value, source: str | None = None) -> None:
     node = cfg
     parts = dotted.split(".")
     for i, part in enumerate(parts):
+        if isinstance(node, dict) and tuple(parts[:i]) in FREE_FORM and i == len(parts) - 1:
+            node[part] = value
+            return
         if not isinstance(node, dict) or part not in node:
             siblings = list(node) if isinstance(node, dict) else []
             prefix = ".".join(parts[:i])

@@ -48,6 +48,7 @@ def manifest_row(run: RunFolder, method: Method, request: Request) -> dict:
         "condition": {"kind": method.condition, "file": str(run.condition_file(request.sample).relative_to(run.path))},
         "canvas": request.transform.to_dict(),
         "file": str(run.image_file(request).relative_to(run.path)),
+        **method.manifest_fields(request),
     }
 
 

@@ -106,6 +106,11 @@ class Method(ABC):
         f = self.vae_scale_factor
         return (self.latent_channels, settings.height // f, settings.width // f)
 
+    def manifest_fields(self, request: Request) -> dict:
+        """Extra per-request facts for manifest.jsonl (e.g. {"prompt_truncated": True}); must not
+        need the models loaded by :meth:`load` (the manifest may be written after a resume)."""
+        return {}
+
     def identity(self) -> dict:
         """Model identities for the result record (ids, folders, file hashes)."""
         return {}
