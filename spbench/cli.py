@@ -49,6 +49,7 @@ Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override any s
 Variant = Annotated[Optional[str], typer.Option(help="A named variant of the method (ablation rows).")]
 Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a folder or hub id.")]
 Metrics = Annotated[str, typer.Option(help="Comma-separated metrics to compute (available: pose).")]
+Protocol = Annotated[str, typer.Option(help="all: score every image; official: pose on the first image per prompt only, as the official AP-10K evaluation.")]
 PoseModel = Annotated[Optional[str], typer.Option(help="Pose estimator: hub id, folder, or `oracle` (returns the condition pose; scores 100).")]
 
 
@@ -84,7 +85,7 @@ def run(
     data_root: DataRoot = None, ann: Ann = None, split: SplitOpt = None, limit: Limit = None,
     samples: Samples = None, batch_size: BatchSize = None, seed: Seed = None, steps: Steps = None,
     out: Out = "./spbench-runs", sets: Sets = None, variant: Variant = None, checkpoint: Checkpoint = None,
-    metrics: Metrics = "pose", pose_model: PoseModel = None,
+    metrics: Metrics = "pose", pose_model: PoseModel = None, protocol: Protocol = "all",
 ):
     """Generate and score one method on one dataset; writes images, manifest.jsonl and result.json.
 
@@ -102,7 +103,7 @@ def run(
 
     metric_names = harness.parse_metrics(metrics)
     prep = _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint)
-    record, path = harness.evaluate(prep.run.path, metric_names, pose_model)
+    record, path = harness.evaluate(prep.run.path, metric_names, pose_model, protocol)
     _print_record(record, path)
 
 
@@ -127,6 +128,7 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `spbench generate` or `spbench run`.")],
     metrics: Metrics = "pose",
     pose_model: PoseModel = None,
+    protocol: Protocol = "all",
 ):
     """Score a run folder and write its result.json.
 
@@ -140,7 +142,7 @@ def evaluate(
     """
     from spbench import harness
 
-    record, path = harness.evaluate(run_dir, harness.parse_metrics(metrics), pose_model)
+    record, path = harness.evaluate(run_dir, harness.parse_metrics(metrics), pose_model, protocol)
     _print_record(record, path)
 
 

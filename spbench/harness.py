@@ -45,6 +45,8 @@ def prepare(flags: dict, profile: str, sets: list[str], out: str) -> PreparedRun
     if variant is not None and variant not in method_cls.variants:
         known = ", ".join(method_cls.variants) or "none"
         raise SpbenchError(f"method {method_cls.name!r} has no variant {variant!r} (variants: {known})")
+    if method_cls.fixed_samples is not None:
+        config["generation"]["samples"] = method_cls.fixed_samples
     name = "-".join(str(p) for p in (split.dataset, split.name, config["method"]["name"], variant, config["profile"]["name"]) if p)
     return PreparedRun(config, split, RunFolder(Path(out) / name), method_cls)
 
@@ -119,10 +121,14 @@ def parse_metrics(text: str) -> list[str]:
     return names
 
 
-def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = None) -> tuple[dict, Path]:
+def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = None,
+             protocol: str = "all") -> tuple[dict, Path]:
     """Score a finished run folder; writes result.json and per_image.jsonl, returns the record."""
-    from spbench.metrics.evaluate import ScoringContext, scoring_function
+    from spbench.metrics.evaluate import PROTOCOLS, ScoringContext, scoring_function
     from spbench.results.record import build_record
+
+    if protocol not in PROTOCOLS:
+        raise SpbenchError(f"unknown --protocol {protocol!r}: use {' or '.join(PROTOCOLS)}")
 
     state = _state()
     run = RunFolder(run_dir)
@@ -130,7 +136,7 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
     manifest = run.read_manifest()
     if state.is_main_process:
         run.verify_images(manifest)
-    ctx = ScoringContext(run, info, run.read_samples(), str(state.device), {"pose_model": pose_model})
+    ctx = ScoringContext(run, info, run.read_samples(), str(state.device), {"pose_model": pose_model, "protocol": protocol})
     mine = manifest[state.process_index :: state.num_processes]
     results, evaluation, per_image = {}, {}, []
     for name in metrics:

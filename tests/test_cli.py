@@ -141,3 +141,28 @@ def test_accelerate_launch_shares_the_work_and_gives_the_same_images(tmp_path):
     assert a.keys() == b.keys() and len(a) == 9
     assert all(np.abs(a[k] - b[k]).max() <= 1 for k in a)
     assert len(read_jsonl(tmp_path / "two" / RUN / "manifest.jsonl")) == 9
+
+
+def test_real_image_row_scores_the_dataset_images_on_the_canvas(tmp_path):
+    result = CliRunner().invoke(app, ["run", "--method", "real", "--dataset", "sample", "--profile", "tiny",
+                                      "--limit", "2", "--out", str(tmp_path), "--pose-model", "oracle"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "sample-ap10k-real-tiny"
+    split = load_split("sample").limit(2)
+    for sample in split.samples:
+        expected = Image.open(split.image_path(sample)).convert("RGB").resize((64, 64), Image.Resampling.BICUBIC)
+        got = Image.open(run / "images" / f"{sample.sample_id}_k0.png")
+        assert np.array_equal(np.asarray(got), np.asarray(expected))
+    assert not list((run / "images").glob("*_k1.png"))  # one image per prompt
+    record = json.loads((run / "result.json").read_text())
+    assert record["metrics"]["pose"]["AP"] == 100.0 and record["config"]["generation"]["samples"] == 1
+
+
+def test_official_protocol_scores_only_the_first_image_per_prompt(tiny_run):
+    run, _ = tiny_run
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--pose-model", "oracle", "--protocol", "official"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((run / "result.json").read_text())
+    pose = record["metrics"]["pose"]
+    assert pose["num_images"] == 3 and list(pose["per_k"]) == ["0"]
+    assert record["evaluation"]["pose"]["protocol"] == "official"

@@ -334,3 +334,11 @@ def test_missing_hub_id_is_a_one_line_error():
         load_pose_model(name)
     msg = str(e.value)
     assert name in msg and "pose model" in msg and "\n" not in msg
+
+
+def test_spread_over_k_is_mean_and_sample_std():
+    from spbench.metrics.base import spread_over_k
+
+    out = spread_over_k({"0": {"AP": 10.0}, "1": {"AP": 20.0}, "2": {"AP": 30.0}}, "AP")
+    assert out == {"mean_over_k": 20.0, "std_over_k": 10.0}
+    assert spread_over_k({"0": {"AP": 5.0}}, "AP") == {"mean_over_k": 5.0, "std_over_k": None}

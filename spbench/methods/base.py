@@ -85,6 +85,8 @@ class Method(ABC):
     description: ClassVar[str] = ""
     # Named variants (e.g. ablation rows): variant name -> description.
     variants: ClassVar[dict[str, str]] = {}
+    # Images per prompt when the method fixes it (e.g. 1 for real images); None: --samples.
+    fixed_samples: ClassVar[int | None] = None
     latent_channels: ClassVar[int] = 4
     vae_scale_factor: ClassVar[int] = 8
 

@@ -15,7 +15,9 @@ from spbench.errors import SpbenchError
 ENTRY_POINT_GROUP = "spbench.methods"
 
 # Methods that live inside spbench itself (the baselines come in through entry points).
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {
+    "real": "spbench.methods.real:RealImageMethod",
+}
 
 
 def _entries() -> dict[str, str]:

@@ -44,3 +44,15 @@ class Evaluator(ABC):
         states = gather_object([self.state()])
         self.reset()
         return self.merge(states)
+
+
+def spread_over_k(per_k: dict[str, dict], key: str) -> dict:
+    """Mean and sample standard deviation (ddof=1) of ``per_k[*][key]`` over the sample index k:
+    how much a metric moves between the k images of each prompt. None where undefined."""
+    import statistics
+
+    values = [v[key] for v in per_k.values() if v.get(key) is not None]
+    return {
+        "mean_over_k": statistics.fmean(values) if values else None,
+        "std_over_k": statistics.stdev(values) if len(values) > 1 else None,
+    }

@@ -20,6 +20,8 @@ from spbench.generation.run_folder import RunFolder
 from spbench.schemas import get_schema
 
 # name -> "module:function"; imported only when the metric is asked for.
+PROTOCOLS = ("all", "official")
+
 METRICS: dict[str, str] = {
     "pose": "spbench.metrics.evaluate:score_pose",
 }
@@ -31,7 +33,7 @@ class ScoringContext:
     run_info: dict  # run.json
     samples: dict[str, Sample]
     device: str = "cpu"
-    # Command-line choices that override the recorded config (e.g. {"pose_model": "oracle"}).
+    # Command-line choices that override the recorded config: pose_model, protocol.
     overrides: dict = field(default_factory=dict)
 
     @property
@@ -66,10 +68,16 @@ def score_pose(ctx: ScoringContext, rows: list[dict], progress=None):
     override = ctx.overrides.get("pose_model")
     spec = override or ctx.config["models"]["pose"]
     index = None if override else ctx.config["models"]["pose_dataset_index"]
+    protocol = ctx.overrides.get("protocol") or "all"
+    if protocol == "official":
+        # The official AP-10K evaluation scores only the first of the three images per prompt.
+        rows = [r for r in rows if r["k"] == 0]
     schema = get_schema(next(iter(ctx.samples.values())).schema)
     evaluator = PoseEvaluator(schema)
     evaluator.description = {"model": spec, "dataset_index": index, "frame": "canvas",
-                             "boxes": "ground truth, mapped to the canvas"}
+                             "boxes": "ground truth, mapped to the canvas", "protocol": protocol,
+                             "images": "k = 0 only" if protocol == "official" else "every k",
+                             "spread": "mean and sample std (ddof=1) of AP over k"}
     if not rows:
         return evaluator
     model = load_pose_model(spec, dataset_index=index, device=ctx.device)

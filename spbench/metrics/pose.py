@@ -27,7 +27,7 @@ import numpy as np
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
-from spbench.metrics.base import Evaluator
+from spbench.metrics.base import Evaluator, spread_over_k
 from spbench.schemas import KeypointSchema
 
 # mmpose's ``vis_thr``: keypoints below it do not count towards the rescored detection score.
@@ -207,6 +207,7 @@ class PoseEvaluator(Evaluator):
         result["per_k"] = {
             str(k): self._evaluate(gt, dt, ids_by_k[k], inst_by_k[k]) for k in sorted(ids_by_k)
         }
+        result.update(spread_over_k(result["per_k"], "AP"))
         result["num_skipped_instances"] = sum(e["skipped"] for e in entries)
         result["schema"] = self.schema.name
         result["score_mode"] = self.score_mode

@@ -1,0 +1,39 @@
+"""The Real Image row: the dataset's own images, brought to the canvas, scored like generated ones.
+
+It is the upper bound of the pose and detection metrics (and has no FID: it is the reference).
+The "condition" of a request is the real image itself, so the engine's files, manifest and
+resumption work unchanged; no model is loaded.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from spbench.errors import SpbenchError
+from spbench.methods.base import Method, Request
+
+
+class RealImageMethod(Method):
+    name = "real"
+    condition = "reference image"
+    description = "the dataset's real images on the canvas (Real Image row; upper bound)"
+    # One image per prompt: the k samples of a real image would all be the same picture.
+    fixed_samples = 1
+
+    def condition_image(self, request: Request) -> Image.Image:
+        from spbench.conditions.grid import image_to_canvas
+
+        try:
+            with Image.open(request.image_path) as image:
+                return image_to_canvas(image, request.transform)
+        except OSError as e:
+            raise SpbenchError(f"cannot read the real image {request.image_path}: {e}") from None
+
+    def load(self) -> None:
+        pass
+
+    def generate(self, prompts, conditions, latents, settings):
+        return [image.copy() for image in conditions]
+
+    def identity(self) -> dict:
+        return {"images": "dataset reference images, resized to the canvas (bicubic)"}
