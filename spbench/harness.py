@@ -47,7 +47,7 @@ def prepare(flags: dict, profile: str, sets: list[str], out: str) -> PreparedRun
         raise SpbenchError(f"method {method_cls.name!r} has no variant {variant!r} (variants: {known})")
     if method_cls.fixed_samples is not None:
         config["generation"]["samples"] = method_cls.fixed_samples
-    name = "-".join(str(p) for p in (split.dataset, split.name, config["method"]["name"], variant, config["profile"]["name"]) if p)
+    name = "-".join(str(p) for p in (split.dataset, split.name, method_cls.name, variant, config["profile"]["name"]) if p)
     return PreparedRun(config, split, RunFolder(Path(out) / name), method_cls)
 
 

@@ -32,7 +32,10 @@ def method_names() -> list[str]:
 
 
 def get_method_class(name: str):
+    """A registered name, or ``"module:Class"`` for a method that is importable but not registered."""
     entries = _entries()
+    if ":" in name and name not in entries:
+        entries = {**entries, name: name}
     if name not in entries:
         close = difflib.get_close_matches(name, list(entries), n=1)
         hint = f" — did you mean {close[0]!r}?" if close else ""
@@ -42,4 +45,8 @@ def get_method_class(name: str):
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise SpbenchError(f"method {name!r}: cannot import {entries[name]} ({e})") from None
+    from spbench.methods.base import Method
+
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise SpbenchError(f"method {name!r}: {entries[name]} is not a subclass of spbench.methods.Method")
     return cls
