@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
+import sys
 from importlib.metadata import entry_points
 
 from spbench.errors import SpbenchError
@@ -41,6 +43,9 @@ def get_method_class(name: str):
         hint = f" — did you mean {close[0]!r}?" if close else ""
         raise SpbenchError(f"unknown method {name!r}{hint} (known: {', '.join(sorted(entries))}; `spbench ls` lists them)")
     module_name, _, attr = entries[name].partition(":")
+    if name not in BUILTIN and os.getcwd() not in sys.path:
+        # Like `python -m`: a module next to where the command runs is importable.
+        sys.path.append(os.getcwd())
     try:
         cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
