@@ -227,20 +227,38 @@ def list_things():
     console.print("metrics: " + ", ".join(METRICS))
 
 
+# What the metrics table shows for each metric: (label, key in the metric's result).
+HEADLINES = {
+    "pose": [("pose AP", "AP"), ("pose AP50", "AP50"), ("pose AP75", "AP75")],
+    "clip": [("CLIP-Score", "score")],
+    "fid": [("FID", "fid")],
+    "det": [("det AP75", "AP75"), ("det AP", "AP"), ("det AP50", "AP50")],
+}
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
 def _print_record(record: dict, path: Path) -> None:
     from spbench.harness import is_main_process
 
     if not is_main_process():
         return
-    pose = record["metrics"].get("pose")
-    if pose:
-        t = Table(title=f"{record['method']['name']} on {record['dataset']['name']}/{record['dataset']['split']} — pose OKS-mAP (%)")
-        for col in ("images", "AP", "AP50", "AP75"):
-            t.add_column(col, justify="right")
-        t.add_row("all", *(f"{pose[m]:.2f}" for m in ("AP", "AP50", "AP75")))
-        for k, v in sorted(pose.get("per_k", {}).items(), key=lambda kv: int(kv[0])):
-            t.add_row(f"k={k}", *(f"{v[m]:.2f}" for m in ("AP", "AP50", "AP75")))
-        console.print(t)
+    metrics = record["metrics"]
+    ks = sorted({k for m in metrics.values() for k in m.get("per_k", {})}, key=int)
+    t = Table(title=f"{record['method']['name']} on {record['dataset']['name']}/{record['dataset']['split']}")
+    for col in ("metric", "all images", *(f"k={k}" for k in ks), "mean ± std over k"):
+        t.add_column(col, justify="right")
+    for name, result in metrics.items():
+        for label, key in HEADLINES.get(name, []):
+            per_k = result.get("per_k", {})
+            spread = ""
+            if key == HEADLINES[name][0][1] and result.get("mean_over_k") is not None:
+                std = result.get("std_over_k")
+                spread = _fmt(result["mean_over_k"]) + (f" ± {std:.2f}" if std is not None else "")
+            t.add_row(label, _fmt(result.get(key)), *(_fmt(per_k.get(k, {}).get(key)) for k in ks), spread)
+    console.print(t)
     if record.get("tiny"):
         console.print(f"[yellow]{record['note']}[/]")
     console.print(f"result record: {path}")
