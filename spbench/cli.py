@@ -48,7 +48,7 @@ Out = Annotated[str, typer.Option("--out", "-o", help="Folder that receives the 
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override any setting: --set generation.guidance_scale=5 --set models.base=/weights/sd15")]
 Variant = Annotated[Optional[str], typer.Option(help="A named variant of the method (ablation rows).")]
 Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a folder or hub id.")]
-Metrics = Annotated[str, typer.Option(help="Comma-separated metrics to compute (available: pose).")]
+Metrics = Annotated[str, typer.Option(help="Comma-separated metrics to compute (available: pose, clip, fid, det).")]
 Protocol = Annotated[str, typer.Option(help="all: score every image; official: pose on the first image per prompt only, as the official AP-10K evaluation.")]
 PoseModel = Annotated[Optional[str], typer.Option(help="Pose estimator: hub id, folder, or `oracle` (returns the condition pose; scores 100).")]
 
@@ -225,6 +225,81 @@ def list_things():
         t.add_row(name, load_profile(name).get("description", ""))
     console.print(t)
     console.print("metrics: " + ", ".join(METRICS))
+
+
+Results = Annotated[Optional[list[str]], typer.Option("--results", help="Folder(s) searched for result.json (repeatable; default ./spbench-runs).")]
+
+
+@app.command()
+def table(
+    results: Results = None,
+    table: Annotated[str, typer.Option("--table", help="1, 2, 3 or all.")] = "all",
+    fmt: Annotated[str, typer.Option("--format", help="md, latex or csv.")] = "md",
+):
+    """Rebuild the paper's Tables 1–3 from result records: paper | ours | difference per cell.
+
+    Examples:
+
+        spbench table                                   # the paper's numbers, plus any runs in ./spbench-runs
+
+        spbench table --results runs --table 1 --format latex > table1.tex
+
+    Cells from tiny-profile runs are marked †tiny: they check the machinery and are not results.
+    """
+    from spbench.tables.cli import table_command
+
+    console.print(table_command(results, table, fmt), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def check(
+    expected: Annotated[Path, typer.Argument(help="YAML/JSON file of expected metrics with tolerances and directions.")],
+    results: Results = None,
+):
+    """Compare result records with expected metrics; exit 0 when all hold, 1 on a regression, 2 on a usage error.
+
+    Example (the project's own CI baseline):
+
+        spbench check results/expected/tiny-sample.yaml --results ci-runs --results ci-oracle
+    """
+    from spbench.tables.cli import check_command
+
+    raise typer.Exit(check_command(expected, results, console))
+
+
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run folders to show side by side.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (index.html + figures/).")] = Path("spbench-report"),
+    max_samples: Annotated[int, typer.Option(help="Samples (grid rows) per run.", min=1)] = 6,
+):
+    """Write a self-contained HTML report: sample grids (condition | k samples), metric table, per-category bars.
+
+    Example:
+
+        spbench report spbench-runs/* --out report
+    """
+    from spbench.tables.cli import report_command
+
+    page = report_command(run_dirs, out, max_samples)
+    console.print(f"report: {page}")
+
+
+@app.command()
+def figures(
+    results: Results = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the PNGs.")] = Path("spbench-figures"),
+):
+    """Draw the paper's ablation Figures 6–7 from the ablation runs that exist (with the paper's values).
+
+    Example:
+
+        spbench figures --results runs --out figures
+    """
+    from spbench.tables.cli import figures_command
+
+    written = figures_command(results, out)
+    console.print("\n".join(str(p) for p in written) if written else "no ablation records found: nothing drawn")
 
 
 # What the metrics table shows for each metric: (label, key in the metric's result).

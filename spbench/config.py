@@ -46,7 +46,17 @@ DEFAULTS: dict = {
         "canvas_mode": "stretch",
         "dtype": "auto",  # auto: float16 on CUDA, float32 on CPU
     },
-    "evaluation": {"metrics": "pose", "pose_batch_size": 16},
+    "evaluation": {
+        "metrics": "pose",
+        "pose_batch_size": 16,
+        "clip_text": "descriptions",  # keypoint tokens -> their words (the paper); tokens | caption
+        "clip_group_by": "auto",      # average per species (AP-10K) / scene (Human-Art), then over groups
+        "clip_batch_size": 32,
+        "fid_resize": "antialias",    # extractor resize to 299: torch bilinear+antialias | tf1
+        "fid_batch_size": 32,
+        "det_box_threshold": 0.0,     # no score cut: COCOeval ranks the detections
+        "det_batch_size": 8,
+    },
     # Caches (FID reference statistics, extracted conditions); None: $SPBENCH_CACHE or ~/.cache/spbench.
     "paths": {"cache": None},
 }

@@ -16,7 +16,6 @@ from spbench.errors import SpbenchError
 from spbench.files import atomic_write_json, atomic_write_jsonl
 from spbench.generation.run_folder import RunFolder
 
-LATER_METRICS = ("clip", "fid", "det")
 
 
 @dataclass
@@ -112,8 +111,6 @@ def parse_metrics(text: str) -> list[str]:
 
     names = [m.strip() for m in text.split(",") if m.strip()]
     for m in names:
-        if m in LATER_METRICS and m not in METRICS:
-            raise SpbenchError(f"metric {m!r} is not available yet in this version (available: {', '.join(METRICS)})")
         if m not in METRICS:
             raise SpbenchError(f"unknown metric {m!r} in --metrics (known: {', '.join(METRICS)})")
     if not names:
@@ -140,6 +137,10 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
     mine = manifest[state.process_index :: state.num_processes]
     results, evaluation, per_image = {}, {}, []
     for name in metrics:
+        if name == "fid" and info["method"]["name"] == "real":
+            # The real images are FID's reference: their FID is not a result (the paper shows "—").
+            evaluation[name] = {"skipped": "not applicable to the Real Image row"}
+            continue
         with _progress() as progress:
             evaluator = scoring_function(name)(ctx, mine, progress if state.is_main_process else None)
         evaluator.sync()

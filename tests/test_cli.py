@@ -1,6 +1,7 @@
 """The command line end to end on the shipped sample with tiny models."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -34,7 +35,7 @@ def _pixels(folder: Path) -> dict[str, np.ndarray]:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    result = CliRunner().invoke(app, ["run", *FAST, "--limit", "3", "--out", str(out)])
+    result = CliRunner().invoke(app, ["run", *FAST, "--limit", "3", "--out", str(out), "--metrics", "pose,clip,fid,det"])
     assert result.exit_code == 0, result.output
     return out / RUN, result.output
 
@@ -53,6 +54,11 @@ def test_run_writes_images_manifest_and_record(tiny_run):
     assert record["config"]["generation"]["steps"] == 2 and record["seeds"]["base"] == 0
     assert record["provenance"]["packages"]["torch"] and record["provenance"]["date"]
     assert record["evaluation"]["pose"]["model"] == "tiny://vitpose"
+    headline = {"pose": "AP", "clip": "score", "fid": "fid", "det": "AP75"}
+    for metric, key in headline.items():
+        values = [record["metrics"][metric][key], record["metrics"][metric]["mean_over_k"],
+                  *(v[key] for v in record["metrics"][metric]["per_k"].values())]
+        assert len(values) == 5 and all(math.isfinite(v) for v in values), (metric, values)
     assert "result record:" in output and "AP" in output
 
 
@@ -145,7 +151,8 @@ def test_accelerate_launch_shares_the_work_and_gives_the_same_images(tmp_path):
 
 def test_real_image_row_scores_the_dataset_images_on_the_canvas(tmp_path):
     result = CliRunner().invoke(app, ["run", "--method", "real", "--dataset", "sample", "--profile", "tiny",
-                                      "--limit", "2", "--out", str(tmp_path), "--pose-model", "oracle"])
+                                      "--limit", "2", "--out", str(tmp_path), "--pose-model", "oracle",
+                                      "--metrics", "pose,fid"])
     assert result.exit_code == 0, result.output
     run = tmp_path / "sample-ap10k-real-tiny"
     split = load_split("sample").limit(2)
@@ -156,6 +163,7 @@ def test_real_image_row_scores_the_dataset_images_on_the_canvas(tmp_path):
     assert not list((run / "images").glob("*_k1.png"))  # one image per prompt
     record = json.loads((run / "result.json").read_text())
     assert record["metrics"]["pose"]["AP"] == 100.0 and record["config"]["generation"]["samples"] == 1
+    assert "fid" not in record["metrics"] and "not applicable" in record["evaluation"]["fid"]["skipped"]
 
 
 def test_official_protocol_scores_only_the_first_image_per_prompt(tiny_run):

@@ -24,6 +24,9 @@ PROTOCOLS = ("all", "official")
 
 METRICS: dict[str, str] = {
     "pose": "spbench.metrics.evaluate:score_pose",
+    "clip": "spbench.metrics.clip_score:score_clip",
+    "fid": "spbench.metrics.fid:score_fid",
+    "det": "spbench.metrics.detection:score_detection",
 }
 
 

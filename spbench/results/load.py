@@ -1,0 +1,143 @@
+"""Find and read result records (``result.json``) under the folders given with ``--results``.
+
+A malformed file is skipped with a warning naming it; a path that does not exist is a user error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from spbench.errors import SpbenchError
+
+RECORD_FILE = "result.json"
+DEFAULT_RESULTS = ("spbench-runs",)  # where `spbench run` writes by default
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One result record and the file it came from."""
+
+    path: Path
+    data: dict
+
+    @property
+    def dataset(self) -> str:
+        return self.data["dataset"]["name"]
+
+    @property
+    def split(self) -> str | None:
+        return self.data["dataset"].get("split")
+
+    @property
+    def method(self) -> str:
+        return self.data["method"]["name"]
+
+    @property
+    def variant(self) -> str | None:
+        return self.data["method"].get("variant")
+
+    @property
+    def profile(self) -> str | None:
+        return ((self.data.get("config") or {}).get("profile") or {}).get("name")
+
+    @property
+    def tiny(self) -> bool:
+        return bool(self.data.get("tiny"))
+
+    @property
+    def limit(self) -> int | None:
+        return ((self.data.get("config") or {}).get("dataset") or {}).get("limit")
+
+    @property
+    def date(self) -> str:
+        """ISO date of the evaluation (provenance), or the file's mtime when absent."""
+        date = (self.data.get("provenance") or {}).get("date")
+        if isinstance(date, str):
+            return date
+        import datetime as dt
+
+        return dt.datetime.fromtimestamp(self.path.stat().st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
+
+    def get(self, dotted: str):
+        """The value at a dotted path of the record (``metrics.pose.AP``), or None."""
+        return lookup(self.data, dotted)
+
+    def metric(self, key: str) -> float | None:
+        """A metric by its key below ``metrics`` (``pose.AP``); None when absent or not a number."""
+        return metric_value(self.data.get("metrics"), key)
+
+
+def lookup(data, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return None
+        data = data[part]
+    return data
+
+
+def metric_value(metrics, key: str) -> float | None:
+    """The number at ``key`` (``pose.AP``, ``pose.per_k.0.AP``) in a ``metrics`` block, or None."""
+    value = lookup(metrics or {}, key)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _problem(data) -> str | None:
+    """Why ``data`` is not a usable record, or None."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for section, field in (("dataset", "name"), ("method", "name")):
+        part = data.get(section)
+        if not isinstance(part, dict) or not isinstance(part.get(field), str):
+            return f"missing {section}.{field}"
+    if not isinstance(data.get("metrics"), dict):
+        return "missing metrics"
+    return None
+
+
+def find_record_files(paths: list[str | Path]) -> list[Path]:
+    """``result.json`` files: each path is a record file or a folder searched recursively."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            found.append(p)
+        elif p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                if RECORD_FILE in files:
+                    found.append(Path(root) / RECORD_FILE)
+        else:
+            raise SpbenchError(f"--results {p}: no such file or folder")
+    return sorted(set(found))
+
+
+def load_records(paths: list[str | Path] | None = None, warn=None) -> list[Loaded]:
+    """Records found under ``paths`` (default: ./spbench-runs if it exists).
+
+    ``warn(message)`` receives one line per skipped file (default: printed to stderr).
+    """
+    if warn is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+
+        def warn(message: str) -> None:
+            console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    if not paths:
+        paths = [p for p in DEFAULT_RESULTS if Path(p).is_dir()]
+    records = []
+    for path in find_record_files(paths):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            warn(f"skipping {path}: not readable JSON ({e})")
+            continue
+        problem = _problem(data)
+        if problem:
+            warn(f"skipping {path}: {problem}")
+            continue
+        records.append(Loaded(path, data))
+    return records

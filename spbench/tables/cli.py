@@ -1,0 +1,42 @@
+"""Typer-independent bodies of `spbench table`, `spbench check`, `spbench report`.
+
+Each raises :class:`~spbench.errors.SpbenchError` on a user error (the CLI prints it as one line
+and exits 2), except ``check_command``, which returns its exit status itself (0 / 1 / 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spbench.results.check import check_command  # noqa: F401  (re-exported for the CLI)
+from spbench.results.load import load_records
+from spbench.tables.definitions import TABLES
+
+
+def table_command(results: list[str] | None, table: str = "all", fmt: str = "md") -> str:
+    """Tables (``1``, ``2``, ``3`` or ``all``) from the records under ``results`` (default:
+    ./spbench-runs when it exists); with no records they show the paper's numbers alone."""
+    from spbench.errors import SpbenchError
+    from spbench.tables.definitions import get_table
+    from spbench.tables.render import render
+
+    every = str(table).lower() == "all"
+    if every and fmt.lower() == "csv":
+        raise SpbenchError("--format csv writes one table: pass --table 1, 2 or 3")
+    ids = list(TABLES) if every else [get_table(table).id]
+    records = load_records(results or None)
+    return "\n".join(render(t, records, fmt) for t in ids)
+
+
+def figures_command(results: list[str] | None, out: str | Path) -> list[Path]:
+    """Figs. 6–7 as PNGs in ``out`` for the ablations that have records; [] when none has."""
+    from spbench.tables.figures import render_figures
+
+    return render_figures(load_records(results or None), out)
+
+
+def report_command(run_dirs: list[str | Path], out: str | Path = "spbench-report", max_samples: int = 6) -> Path:
+    """Write ``out/index.html`` (self-contained) and ``out/figures/*.png``; returns the page."""
+    from spbench.report.page import build_report
+
+    return build_report(run_dirs, out, max_samples=max_samples)

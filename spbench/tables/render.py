@@ -1,0 +1,235 @@
+"""Tables 1–3 from result records, the paper's numbers beside ours: Markdown, LaTeX or CSV.
+
+Each cell holds the paper's number, ours (from the best matching record) and ours − paper.
+A record fills the cells of its (dataset, method, variant); records of the shipped ``sample``
+dataset fill the cells of the dataset named by their split and are marked. When several records
+match a cell, full runs come before tiny ones and then the newest wins; the table says so.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spbench.errors import SpbenchError
+from spbench.results.load import Loaded, metric_value
+from spbench.tables.definitions import DATASET_LABELS, QUOTED_NOTE, Row, TableDef, get_table, paper_records
+
+FORMATS = ("md", "latex", "csv")
+FIELDS = ("paper", "ours", "diff", "marker", "paper_note")
+PAPER_NOTE = "*"
+TINY = "†tiny"
+SAMPLE = "‡sample"
+LIMIT = "§limit"
+MARKER_NOTES = {
+    TINY: f"{TINY}: from a tiny-profile record (random models): it checks the machinery; tiny numbers are not results.",
+    SAMPLE: f"{SAMPLE}: from the small sample shipped with spbench, not the benchmark split; not a result.",
+    LIMIT: f"{LIMIT}: from a run on the first N samples only (--limit); not comparable with the full split.",
+}
+ORACLE_NOTE = "Records scored with the oracle pose model (which returns the condition pose) are left out of Pose mAP."
+
+
+def dataset_of(rec: Loaded) -> tuple[str, bool]:
+    """(dataset whose cells the record fills, whether it is the shipped sample)."""
+    if rec.dataset == "sample":
+        return rec.split or "", True
+    return rec.dataset, False
+
+
+def markers(rec: Loaded) -> list[str]:
+    """Why a number is not a result: tiny says it all; otherwise the sample and --limit."""
+    if rec.tiny:
+        return [TINY]
+    return [m for m, on in ((SAMPLE, dataset_of(rec)[1]), (LIMIT, bool(rec.limit))) if on]
+
+
+def usable(rec: Loaded, key: str) -> bool:
+    """Whether ``rec`` has a number for ``key`` that measures the method: pose scored with the
+    ``oracle`` pose model (which returns the condition pose) is a sanity check, not a result."""
+    if key.startswith("pose.") and rec.get("evaluation.pose.model") == "oracle":
+        return False
+    return rec.metric(key) is not None
+
+
+def preference(rec: Loaded) -> tuple:
+    """Larger is preferred: full runs, then not the sample, then the newest."""
+    return (not rec.tiny, not dataset_of(rec)[1], rec.date)
+
+
+@dataclass
+class _Notes:
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        if line not in self.lines:
+            self.lines.append(line)
+
+
+def as_loaded(records) -> list[Loaded]:
+    return [r if isinstance(r, Loaded) else Loaded(Path("<memory>"), r) for r in records]
+
+
+def _paper_lookup(table: TableDef) -> dict[tuple, dict]:
+    out = {}
+    for r in paper_records(table.id):
+        out[(r["dataset"]["name"], r["method"]["name"], r["method"].get("variant"))] = r
+    return out
+
+
+def build_table(table_id: str, records) -> "pandas.DataFrame":  # noqa: F821
+    """The table as a DataFrame: one row per (dataset, row), columns (metric header, field) with
+    field in paper / ours / diff (ours − paper, NaN when either is missing) / marker (e.g.
+    ``†tiny``). ``df.attrs`` holds ``title``, ``table`` (the definition) and ``footnotes``."""
+    import pandas as pd
+
+    table = get_table(table_id)
+    records = as_loaded(records)
+    paper = _paper_lookup(table)
+    notes = _Notes()
+    index, data = [], []
+    for dataset in table.datasets:
+        for row in table.rows_for(dataset):
+            index.append(_index_entry(table, dataset, row))
+            ref = paper.get((dataset, row.method, row.variant))
+            mine = [r for r in records if dataset_of(r)[0] == dataset and (r.method, r.variant) == row.key]
+            data.append(_row_values(table, dataset, row, ref, mine, notes))
+    names = (["Dataset"] if len(table.datasets) > 1 else []) + ([table.group_label] if table.group_label else []) + ["Method"]
+    columns = pd.MultiIndex.from_tuples([(c.header, f) for c in table.columns for f in FIELDS], names=["metric", "field"])
+    rows = pd.MultiIndex.from_tuples(index, names=names) if len(names) > 1 else pd.Index([i[0] for i in index], name=names[0])
+    df = pd.DataFrame(data, index=rows, columns=columns)
+    used = {m for c in table.columns for m in df[(c.header, "marker")] if m}
+    footnotes = []
+    if any(r.quoted for r in table.rows):
+        footnotes.append(QUOTED_NOTE)
+    footnotes += [MARKER_NOTES[m] for m in MARKER_NOTES if any(m in u for u in used)]
+    footnotes += notes.lines
+    sources = sorted({r["source"] for r in paper.values()})
+    df.attrs.update(title=table.title, table=table, footnotes=footnotes, source="Paper numbers: " + "; ".join(sources) + ".")
+    return df
+
+
+def _index_entry(table: TableDef, dataset: str, row: Row) -> tuple:
+    entry = [DATASET_LABELS.get(dataset, dataset)] if len(table.datasets) > 1 else []
+    if table.group_label:
+        entry.append(row.group or "")
+    return tuple(entry + [row.label])
+
+
+def _row_values(table: TableDef, dataset: str, row: Row, ref: dict | None, mine: list[Loaded], notes: _Notes) -> list:
+    values = []
+    chosen_paths = set()
+    for col in table.columns:
+        p = metric_value(ref["metrics"], col.key) if ref else None
+        paper_note = (ref.get("notes") or {}).get(col.key) if ref else None
+        if paper_note:
+            notes.add(f"{PAPER_NOTE} {paper_note}")
+        candidates = [r for r in mine if usable(r, col.key)]
+        if any(r.metric(col.key) is not None and not usable(r, col.key) for r in mine):
+            notes.add(ORACLE_NOTE)
+        best = max(candidates, key=preference) if candidates else None
+        o = best.metric(col.key) if best else None
+        if best:
+            chosen_paths.add(str(best.path))
+        diff = round(o - p, 6) if o is not None and p is not None else math.nan
+        values += [math.nan if p is None else p, math.nan if o is None else o, diff,
+                   "".join(markers(best)) if best else "", PAPER_NOTE if paper_note else ""]
+    where = f"{DATASET_LABELS.get(dataset, dataset)} / {row.label}"
+    paper_split = (ref or {}).get("dataset", {}).get("split")
+    for path in sorted(chosen_paths):
+        rec = next(r for r in mine if str(r.path) == path)
+        if paper_split and not dataset_of(rec)[1] and rec.split != paper_split:
+            notes.add(f"{where}: {path} is from split {rec.split!r}; the paper's is {paper_split!r}.")
+    if len(mine) > 1:
+        notes.add(f"{where}: {len(mine)} records match; each cell uses "
+                  f"the newest with that metric (full runs before tiny ones): {', '.join(sorted(chosen_paths)) or 'none has these metrics'}")
+    return values
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def _num(x: float) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2f}"
+
+
+def _cell(df, idx, header: str) -> str:
+    paper, ours, diff, marker, paper_note = (df.loc[idx, (header, f)] for f in FIELDS)
+    text = f"{_num(paper)}{paper_note} / {_num(ours)}{marker}"
+    if not math.isnan(diff):
+        text += f" ({diff:+.2f})"
+    return text
+
+
+def _display_rows(df) -> list[tuple[list[str], list[str]]]:
+    """(index labels with repeats blanked, cell texts) per row."""
+    out, previous = [], None
+    for idx in df.index:
+        labels = list(idx) if isinstance(idx, tuple) else [idx]
+        shown = [("" if previous and previous[: i + 1] == labels[: i + 1] else v) for i, v in enumerate(labels[:-1])]
+        out.append((shown + [labels[-1]], [_cell(df, idx, h) for h in _headers(df)]))
+        previous = labels
+    return out
+
+
+def _headers(df) -> list[str]:
+    return list(dict.fromkeys(df.columns.get_level_values(0)))
+
+
+CAPTION = "Each cell: paper / ours (ours − paper); — where there is no number."
+
+
+def to_markdown(df) -> str:
+    heads = list(df.index.names) + _headers(df)
+    lines = [f"**{df.attrs['title']}** — {CAPTION}", "", "| " + " | ".join(heads) + " |",
+             "|" + "|".join([":--"] * len(df.index.names) + ["--:"] * (len(heads) - len(df.index.names))) + "|"]
+    for labels, cells in _display_rows(df):
+        lines.append("| " + " | ".join(labels + cells) + " |")
+    lines.append("")
+    lines += [f"- {n}" for n in [df.attrs["source"], *df.attrs["footnotes"]]]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+          "†": r"\textsuperscript{\dag}", "‡": r"\textsuperscript{\ddag}", "§": r"\textsuperscript{\S}",
+          "—": "---", "−": "$-$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "·": r"$\cdot$"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in text)
+
+
+def to_latex(df) -> str:
+    heads = list(df.index.names) + _headers(df)
+    spec = "l" * len(df.index.names) + "c" * len(_headers(df))
+    lines = [r"\begin{table}[t]", r"\centering", r"\small",
+             rf"\caption{{{latex_escape(df.attrs['title'] + '. ' + CAPTION)}}}",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(latex_escape(h) for h in heads) + r" \\", r"\midrule"]
+    previous_first = None
+    for labels, cells in _display_rows(df):
+        if len(df.index.names) > 1 and labels[0] and previous_first is not None:
+            lines.append(r"\midrule")
+        previous_first = labels[0] if labels[0] else previous_first
+        cells = [c.replace(" (-", " (−") for c in cells]  # a real minus sign in the differences
+        lines.append(" & ".join(latex_escape(x) for x in labels + cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    for note in [df.attrs["source"], *df.attrs["footnotes"]]:
+        lines.append(r"\par\footnotesize " + latex_escape(note))
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(df) -> str:
+    keys = {c.header: c.key for c in df.attrs["table"].columns}
+    flat = df.copy()
+    flat.columns = [f"{keys[h]} {f}" for h, f in df.columns]
+    return flat.reset_index().to_csv(index=False)
+
+
+def render(table_id: str, records, fmt: str = "md") -> str:
+    fmt = {"markdown": "md", "tex": "latex"}.get(fmt.lower(), fmt.lower())
+    if fmt not in FORMATS:
+        raise SpbenchError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
+    df = build_table(table_id, records)
+    return {"md": to_markdown, "latex": to_latex, "csv": to_csv}[fmt](df)
