@@ -8,10 +8,10 @@ def test_packaged_profiles_resolve_with_the_pose_model_of_the_schema():
     assert {"tiny", "paper"} <= set(profile_names())
     paper = resolve(load_profile("paper"), "ap10k", {}, [])
     assert paper["models"]["base"] == "stable-diffusion-v1-5/stable-diffusion-v1-5"
-    assert paper["models"]["pose"] == "usyd-community/vitpose-plus-huge"
+    assert paper["models"]["pose"] == "./weights/vitpose-plus-huge-ap10k"  # converted with --head ap10k
     assert paper["models"]["pose_dataset_index"] == 3  # ViTPose++'s AP-10K expert
     human = resolve(load_profile("paper"), "coco17", {}, [])
-    assert human["models"]["pose_dataset_index"] == 0
+    assert human["models"]["pose"] == "./weights/vitpose-huge-humanart"
     tiny = resolve(load_profile("tiny"), "ap10k", {}, [])
     assert tiny["profile"]["tiny"] is True and tiny["generation"]["canvas"] == 64
 

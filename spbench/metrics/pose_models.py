@@ -99,6 +99,12 @@ class VitPosePoseModel:
         self.batch_size = max(1, int(batch_size))
         self.flip_test = flip_test
         self.num_experts = int(getattr(model.config.backbone_config, "num_experts", 1))
+        # A folder made by `spbench convert vitpose --head X` records which expert its head belongs to.
+        head_index = getattr(model.config, "head_dataset_index", None)
+        if head_index is not None and dataset_index is not None and dataset_index != head_index:
+            raise SpbenchError(f"pose model {name!r} keeps the head of dataset_index {head_index}, not {dataset_index}: "
+                               f"set models.pose_dataset_index={head_index}")
+        dataset_index = head_index if dataset_index is None else dataset_index
         if self.num_experts > 1:
             if dataset_index is None:
                 raise SpbenchError(
@@ -245,4 +251,15 @@ def load_pose_model(spec: str | os.PathLike | dict, dataset_index: int | None = 
         experts = 1 if dataset_index is None else max(2, dataset_index + 1)
         model, processor = build_tiny_vitpose(17, experts)
         return VitPosePoseModel.from_modules(model, processor, name=spec, dataset_index=dataset_index, device=device, **kwargs)
+    if _looks_like_path(spec) and not os.path.isdir(spec):
+        raise SpbenchError(
+            f"pose model folder {spec} does not exist: convert the paper's mmpose checkpoint into it with "
+            f"`spbench convert vitpose CHECKPOINT.pth {spec}` (ViTPose++ for AP-10K: add --head ap10k), "
+            "or pass another model with --pose-model / --set models.pose="
+        )
     return VitPosePoseModel(spec, dataset_index=dataset_index, device=device, **kwargs)
+
+
+def _looks_like_path(spec: str) -> bool:
+    """Hub ids are "org/name"; a spec starting like a path is meant as a local folder."""
+    return spec.startswith((".", "/", "~"))
