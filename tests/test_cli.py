@@ -22,7 +22,7 @@ RUN = "sample-ap10k-controlnet-tiny"
 FAST = ["--method", "controlnet", "--dataset", "sample", "--profile", "tiny", "--steps", "2"]
 
 
-def spbench(*args, cwd=None, timeout=300):
+def spbench(*args, cwd=None, timeout=1200):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "spbench", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
@@ -141,7 +141,7 @@ def test_accelerate_launch_shares_the_work_and_gives_the_same_images(tmp_path):
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
               "-m", "spbench", *args, "--out", str(tmp_path / "two")]
-    two = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=300)
+    two = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=1200)
     assert two.returncode == 0, two.stderr
     a, b = _pixels(tmp_path / "one" / RUN), _pixels(tmp_path / "two" / RUN)
     assert a.keys() == b.keys() and len(a) == 9
