@@ -3,17 +3,44 @@
 The ControlNet comes from ``method.checkpoint`` (or the profile's ``models.controlnet``): a
 diffusers ControlNet folder or hub id, e.g. ``lllyasviel/control_v11p_sd15_openpose``. With
 neither, it is initialised from the UNet, as training from scratch starts.
+
+Variant ``kcl`` is Table 2's "+ KCL" row: the same ControlNet with keypoint tokens of the visible
+keypoints in the prompt (:mod:`spbench.models.keypoint_tokens`); their rows come from
+``method.options.learned_embeds`` or the checkpoint folder's ``learned_embeds.bin``, else the
+keypoint words. (The heatmap loss of that row is a training matter.)
 """
 
 from __future__ import annotations
 
-from spbench.methods import GenerationSettings, Method
+from spbench.methods import GenerationSettings, Method, MethodContext, Request
 
 
 class ControlNetMethod(Method):
     name = "controlnet"
     condition = "openpose"
     description = "ControlNet on SD1.5 driven by the RGB OpenPose rendering"
+    variants = {"kcl": "Table 2 '+ KCL': OpenPose ControlNet with keypoint tokens in the prompt"}
+
+    def __init_subclass__(cls, **kwargs):
+        # "kcl" belongs to the OpenPose row; subclasses (depth, mask) list their own variants.
+        super().__init_subclass__(**kwargs)
+        if "variants" not in cls.__dict__:
+            cls.variants = {}
+
+    def __init__(self, context: MethodContext):
+        from spbench.models.keypoint_tokens import KeypointPrompts, default_learned_path, run_schema
+
+        super().__init__(context)
+        self.kcl = None
+        if context.options.get("variant") == "kcl":
+            learned = (context.options.get("options") or {}).get("learned_embeds") or default_learned_path(self.checkpoint)
+            self.kcl = KeypointPrompts(run_schema(context.config), context.models["base"], learned)
+
+    def prompt(self, sample) -> str:
+        return self.kcl.prompt(sample) if self.kcl else sample.prompt
+
+    def manifest_fields(self, request: Request) -> dict:
+        return self.kcl.manifest_fields(request.sample) if self.kcl else {}
 
     def load(self) -> None:
         from spbench.generation.pipelines import controlnet_pipeline
@@ -22,6 +49,8 @@ class ControlNetMethod(Method):
 
         self.sd = load_sd_components(self.context.models["base"])
         controlnet = load_controlnet(self.checkpoint, self.sd.unet)
+        if self.kcl:
+            self.kcl.attach(self.sd.tokenizer, self.sd.text_encoder)
         self.sd.to(self.context.device, self.context.dtype)
         place(controlnet, self.context.device, self.context.dtype)
         self.pipe = controlnet_pipeline(self.sd, controlnet, self.context.config["generation"]["scheduler"])
@@ -40,4 +69,5 @@ class ControlNetMethod(Method):
         return self.context.options.get("checkpoint") or self.context.models.get("controlnet")
 
     def identity(self) -> dict:
-        return {"base": self.context.models["base"], "controlnet": self.checkpoint or "initialised from the UNet"}
+        kcl = self.kcl.identity() if self.kcl else {}
+        return {"base": self.context.models["base"], "controlnet": self.checkpoint or "initialised from the UNet", **kcl}

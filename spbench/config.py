@@ -16,7 +16,7 @@ import yaml
 from spbench.errors import SpbenchError
 
 DEFAULTS: dict = {
-    "dataset": {"name": "sample", "split": None, "data_root": None, "ann": None, "limit": None},
+    "dataset": {"name": "sample", "split": None, "data_root": None, "ann": None, "limit": None, "schema": None},
     # `options` is free-form: a method reads its own keys (e.g. method.options.conditions_dir).
     "method": {"name": "controlnet", "variant": None, "checkpoint": None, "options": {}},
     "profile": {"name": "tiny", "tiny": True},

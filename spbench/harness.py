@@ -39,6 +39,7 @@ def prepare(flags: dict, profile: str, sets: list[str], out: str) -> PreparedRun
     schema = split.samples[0].schema
     config = resolve(load_profile(profile), schema, flags, sets)
     config["dataset"]["name"], config["dataset"]["split"] = split.dataset, split.name
+    config["dataset"]["schema"] = schema
     method_cls = get_method_class(config["method"]["name"])
     variant = config["method"]["variant"]
     if variant is not None and variant not in method_cls.variants:

@@ -27,7 +27,7 @@ from spbench.methods.base import Request
 IMAGE_SETTINGS = (
     ("dataset", ("name", "split", "ann")),
     ("method", None),
-    ("models", ("base", "controlnet")),
+    ("models", ("base", "controlnet", "t2i_adapter", "depth_estimator", "segmenter")),
     ("generation", ("steps", "guidance_scale", "conditioning_scale", "scheduler", "negative_prompt", "seed", "canvas", "canvas_mode", "dtype")),
 )
 

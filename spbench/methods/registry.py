@@ -18,6 +18,7 @@ ENTRY_POINT_GROUP = "spbench.methods"
 
 # Methods that live inside spbench itself (the baselines come in through entry points).
 BUILTIN: dict[str, str] = {
+    "spctrl": "spbench.methods.spctrl:SPCtrlMethod",
     "real": "spbench.methods.real:RealImageMethod",
 }
 

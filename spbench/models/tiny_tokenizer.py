@@ -59,5 +59,28 @@ def build_vocab_and_merges(words=TINY_WORDS) -> tuple[dict[str, int], list[tuple
 def build_tiny_tokenizer(extra_words=()):
     from transformers import CLIPTokenizer
 
-    vocab, merges = build_vocab_and_merges(list(TINY_WORDS) + list(extra_words))
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+    words = [w.lower() for w in list(TINY_WORDS) + list(extra_words) if re.fullmatch(r"[a-z]+", w.lower())]
+    vocab, merges = build_vocab_and_merges(words)
+    # BPE applies merges by rank across the whole word, so one word's chain can be pre-empted by
+    # another's earlier merge ("an" inside "man"). Join such leftover pieces with merges ranked
+    # last: they only fire once no earlier merge applies, so words already whole stay whole.
+    for _ in range(4):
+        tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)
+        split = [tokenizer.tokenize(w) for w in words]
+        split = [pieces for pieces in split if len(pieces) > 1]
+        if not split:
+            break
+        known = set(merges)
+        for pieces in split:
+            left = pieces[0]
+            for right in pieces[1:]:
+                if (left, right) not in known:
+                    merges.append((left, right))
+                    known.add((left, right))
+                vocab.setdefault(left + right, len(vocab))
+                left += right
+        # Special tokens stay last in the vocabulary, as in CLIP's.
+        for special in (SPECIAL_BOS, SPECIAL_EOS):
+            vocab[special] = vocab.pop(special)
+        vocab = {token: i for i, token in enumerate(vocab)}
+    return tokenizer

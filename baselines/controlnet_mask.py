@@ -1,0 +1,105 @@
+"""ControlNet on semantic masks (paper Table 3, "Mask ControlNet").
+
+The condition is the union of the instances' SAM-HQ masks, white on black (RGB), as the official
+SP-Ctrl script renders it (``255 * (mask > 0)``, one colour for every instance). SAM-HQ
+(``models.segmenter``) runs on the reference image brought to the canvas, prompted with each
+instance's ground-truth box mapped to the canvas, single-mask output. Masks are cached on disk
+(:mod:`spbench.conditions.extracted`). Or bring precomputed masks:
+``--set method.options.conditions_dir=DIR`` with ``DIR/<sample_id>.png`` (canvas-sized, or at the
+original image size as the official scripts write them; resized with nearest neighbour).
+
+The ControlNet comes from ``--checkpoint`` (e.g. the official AP-10K mask ControlNet); without
+one it is initialised from the UNet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from spbench.methods.base import MethodContext, Request
+from spbench_baselines.controlnet import ControlNetMethod
+
+# Bump when the rendering changes, so cached masks of the old rendering are not reused.
+MASK_FORMAT = 1
+
+
+def canvas_boxes(request: Request) -> list[list[float]]:
+    """The instances' ground-truth boxes on the canvas, as SAM box prompts [x1, y1, x2, y2]."""
+    boxes = []
+    for inst in request.sample.instances:
+        x, y, w, h = request.transform.bbox(inst.bbox)
+        boxes.append([x, y, x + w, y + h])
+    return boxes
+
+
+def render_union(masks: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """Union of bool masks [N, H, W] as white on black RGB of ``size`` (W, H)."""
+    union = masks.any(axis=0) if len(masks) else np.zeros((size[1], size[0]), dtype=bool)
+    gray = np.where(union, 255, 0).astype(np.uint8)
+    return Image.fromarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+class SamMasks:
+    """SAM-HQ instance-mask unions of requests, cached; the segmenter loads on the first miss.
+
+    Also used by ``controlnet-depth`` for the official masked depth.
+    """
+
+    def __init__(self, context: MethodContext):
+        from spbench.conditions.extracted import ConditionCache
+        from spbench.models.extractors import fingerprint, require_model
+
+        self.context = context
+        self.name = context.models.get("segmenter")
+        require_model(self.name, "segmenter")
+        settings = {"model": fingerprint(self.name), "prompt": "gt-box",
+                    "multimask": False, "render": "union-white", "format": MASK_FORMAT}
+        self.cache = ConditionCache.for_config(context.config, "sam-hq", settings)
+        self._extractor = None
+
+    def image(self, request: Request) -> Image.Image:
+        return self.cache.get_or_make(request, lambda: self._segment(request))
+
+    def _segment(self, request: Request) -> Image.Image:
+        from spbench.conditions.extracted import reference_on_canvas
+        from spbench.models import extractors
+
+        if self._extractor is None:
+            self._extractor = extractors.load_segmenter(self.name).to(self.context.device)
+        canvas = reference_on_canvas(request, "mask")
+        masks = extractors.segment_boxes(self._extractor, canvas, canvas_boxes(request))
+        return render_union(masks, canvas.size)
+
+
+class MaskControlNetMethod(ControlNetMethod):
+    name = "controlnet-mask"
+    condition = "mask"
+    description = "ControlNet on SD1.5 driven by SAM-HQ instance masks (GT-box prompts) of the reference image"
+    OPTIONS = {"conditions_dir": None}
+
+    def __init__(self, context: MethodContext):
+        from spbench.conditions.extracted import check_conditions_dir, method_options
+
+        super().__init__(context)
+        self.opts = method_options(context.config, self.OPTIONS)
+        if self.opts["conditions_dir"]:
+            check_conditions_dir(self.opts["conditions_dir"])
+        self.masks = None if self.opts["conditions_dir"] else SamMasks(context)
+
+    def condition_image(self, request: Request) -> Image.Image:
+        from spbench.conditions.extracted import read_precomputed
+
+        if self.masks is None:
+            return read_precomputed(self.opts["conditions_dir"], request, Image.Resampling.NEAREST)
+        return self.masks.image(request)
+
+    @property
+    def checkpoint(self) -> str | None:
+        # Only --checkpoint: models.controlnet names the OpenPose ControlNet.
+        return self.context.options.get("checkpoint")
+
+    def identity(self) -> dict:
+        source = ({"conditions_dir": self.opts["conditions_dir"]} if self.masks is None
+                  else {"segmenter": self.masks.name, "condition_cache": self.masks.cache.key})
+        return {**super().identity(), "mask": "union of instance masks, white on black", **source}
