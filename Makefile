@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/spbench run --method controlnet --dataset sample --profile tiny --out spbench-runs
+	$(BIN)/spbench run --method spctrl --dataset sample --profile tiny --out spbench-runs
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
