@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,6 +148,22 @@ def test_accelerate_launch_shares_the_work_and_gives_the_same_images(tmp_path):
     assert a.keys() == b.keys() and len(a) == 9
     assert all(np.abs(a[k] - b[k]).max() <= 1 for k in a)
     assert len(read_jsonl(tmp_path / "two" / RUN / "manifest.jsonl")) == 9
+
+    # Scoring shared by two processes (states gathered and merged) equals one process.
+    metrics = ["--metrics", "pose,clip,fid,det", "--pose-model", "oracle"]
+    shutil.copytree(tmp_path / "two" / RUN, tmp_path / "copy" / RUN)
+    alone = spbench("evaluate", str(tmp_path / "copy" / RUN), *metrics)
+    assert alone.returncode == 0, alone.stderr
+    launch_eval = [*launch[: launch.index("spbench") + 1], "evaluate", str(tmp_path / "two" / RUN), *metrics]
+    shared = subprocess.run(launch_eval, capture_output=True, text=True, env=env, timeout=1200)
+    assert shared.returncode == 0, shared.stderr
+    a = json.loads((tmp_path / "copy" / RUN / "result.json").read_text())["metrics"]
+    b = json.loads((tmp_path / "two" / RUN / "result.json").read_text())["metrics"]
+    assert a["pose"]["AP"] == b["pose"]["AP"] == 100.0
+    for metric, key in (("clip", "score"), ("fid", "fid"), ("det", "AP75")):
+        # Same images; only the order of float sums differs between one and two processes.
+        assert b[metric][key] == pytest.approx(a[metric][key], rel=1e-6, abs=1e-6), metric
+        assert set(b[metric]["per_k"]) == set(a[metric]["per_k"]) == {"0", "1", "2"}
 
 
 def test_real_image_row_scores_the_dataset_images_on_the_canvas(tmp_path):
