@@ -193,6 +193,60 @@ def data_show(
     console.print(f"wrote {out} ({len(rows)} samples)")
 
 
+@app.command()
+def train(
+    method: Method = "controlnet", variant: Variant = None, dataset: Dataset = "sample", profile: Profile = "tiny",
+    data_root: DataRoot = None, ann: Ann = None, split: SplitOpt = None, limit: Limit = None,
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder: checkpoint-<step>/, train.json, steps.jsonl, validation/, logs/.")] = "./spbench-train",
+    max_steps: Annotated[Optional[int], typer.Option(help="Optimiser steps to train (wins over --epochs).", min=1)] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs when --max-steps is not given (paper: 800 AP-10K, 300 Human-Art).", min=1)] = 1,
+    batch_size: Annotated[int, typer.Option(help="Images per step and process (paper: 20 at 512x512).", min=1)] = 20,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate of the trained model (paper: 1e-5).")] = 1e-5,
+    kpt_learning_rate: Annotated[float, typer.Option(help="Learning rate of the keypoint-token embeddings (official: 0.5).")] = 0.5,
+    kpt_lr_decay_epochs: Annotated[int, typer.Option(help="Halve the keypoint-token learning rate every N epochs (official: 100).", min=1)] = 100,
+    caption_dropout: Annotated[float, typer.Option(help="Fraction of captions emptied, for classifier-free guidance (paper: 0.5).")] = 0.5,
+    kpt_token_probability: Annotated[float, typer.Option(help="Probability a caption gets its visible keypoints' tokens (official: 0.8).")] = 0.8,
+    keypoint_tokens: Annotated[Optional[bool], typer.Option("--keypoint-tokens/--no-keypoint-tokens", help="Train keypoint tokens (default: on for spctrl and controlnet --variant kcl).")] = None,
+    heatmap_loss: Annotated[Optional[bool], typer.Option("--heatmap-loss/--no-heatmap-loss", help="Add KCL's heatmap loss (default: on with keypoint tokens).")] = None,
+    kcl_definition: Annotated[str, typer.Option(help="Heatmap loss: official (normalised 64x64 maps, as the released code) or paper (raw maps).")] = "official",
+    kcl_weight: Annotated[float, typer.Option(help="Weight of the heatmap loss (paper: 0.1).")] = 0.1,
+    kcl_timesteps: Annotated[str, typer.Option(help="LOW,HIGH timesteps where the heatmap loss counts (paper: 250,500).")] = "250,500",
+    kcl_source: Annotated[str, typer.Option(help="Whose cross-attention the loss reads: controlnet or unet.")] = "controlnet",
+    kcl_blocks: Annotated[str, typer.Option(help="Comma-separated blocks whose attn2 layers are read (paper: down_blocks.2).")] = "down_blocks.2",
+    kcl_uint8_target_quirk: Annotated[bool, typer.Option(help="Reproduce the official SP-Ctrl target (0-255 heatmap without /255: near-binary).")] = False,
+    checkpointing_steps: Annotated[int, typer.Option(help="Save checkpoint-<step>/ every N steps (the last step is always saved).", min=1)] = 500,
+    checkpoints_total_limit: Annotated[Optional[int], typer.Option(help="Keep only the newest N checkpoints.", min=1)] = None,
+    validation_steps: Annotated[Optional[int], typer.Option(help="Write validation images every N steps (off by default).", min=1)] = None,
+    validation_samples: Annotated[int, typer.Option(help="Samples per validation.", min=1)] = 2,
+    resume: Annotated[Optional[str], typer.Option(help="Continue the run in --out: latest, checkpoint-N, or a checkpoint folder.")] = None,
+    mixed_precision: Annotated[str, typer.Option(help="auto (fp16 on GPU, no on CPU), no, fp16 or bf16.")] = "auto",
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute activations during backward to save GPU memory.")] = False,
+    report_to: Annotated[str, typer.Option(help="none or tensorboard (logs under OUT/logs).")] = "none",
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, data order, noise and caption choices.")] = 0,
+    num_workers: Annotated[int, typer.Option(help="DataLoader workers (only for conditions that need no GPU model).", min=0)] = 0,
+    sets: Sets = None,
+):
+    """Train ControlNet, T2I-Adapter, depth/mask ControlNets or SP-Ctrl on frozen SD1.5 with accelerate.
+
+    Examples:
+
+        spbench train -m spctrl -d sample -p tiny --max-steps 20 --batch-size 2 -o train-tiny
+
+        accelerate launch -m spbench train -m spctrl -d ap10k --data-root /data/ap10k --split train-split1 -p paper --epochs 800 --report-to tensorboard -o runs/spctrl
+
+    The checkpoint loads with `spbench run -m spctrl --checkpoint runs/spctrl/checkpoint-N/spctrl`;
+    a stopped run continues with the same command plus `--resume latest`.
+    """
+    from spbench.harness import is_main_process
+    from spbench.training import TrainingOptions, run_training
+
+    options = {k: v for k, v in locals().items() if k not in ("TrainingOptions", "run_training", "is_main_process")}
+    options["sets"] = sets or []
+    folder = run_training(TrainingOptions(**options))
+    if is_main_process():
+        console.print(f"training folder: {folder}")
+
+
 convert_app = typer.Typer(help="Convert checkpoints from other toolkits into folders spbench loads.", no_args_is_help=True)
 app.add_typer(convert_app, name="convert")
 

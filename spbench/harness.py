@@ -69,6 +69,18 @@ def _progress():
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
 
 
+def limit_cpu_threads(config: dict) -> None:
+    """Tiny models on a CPU: one torch thread. Their ops are too small to share, and with another
+    busy process on the machine two spinning threads made generation 30x slower (measured:
+    0.4 s vs 12 s per image). OMP_NUM_THREADS, when set, wins."""
+    import os
+
+    import torch
+
+    if config["profile"]["tiny"] and "OMP_NUM_THREADS" not in os.environ and not torch.cuda.is_available():
+        torch.set_num_threads(1)
+
+
 def is_main_process() -> bool:
     return _state().is_main_process
 
@@ -81,6 +93,7 @@ def generate(prep: PreparedRun) -> dict:
 
     state = _state()
     cfg = prep.config
+    limit_cpu_threads(cfg)
     device = state.device
     dtype = engine.resolve_dtype(cfg["generation"]["dtype"], device)
     method = prep.method_cls(MethodContext(cfg, torch.device(device), dtype))
@@ -134,6 +147,7 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
     manifest = run.read_manifest()
     if state.is_main_process:
         run.verify_images(manifest)
+    limit_cpu_threads(info["config"])
     ctx = ScoringContext(run, info, run.read_samples(), str(state.device), {"pose_model": pose_model, "protocol": protocol})
     mine = manifest[state.process_index :: state.num_processes]
     results, evaluation, per_image = {}, {}, []

@@ -106,7 +106,7 @@ class SPCtrlMethod(Method):
         from spbench.models.stable_diffusion import load_sd_components, place
 
         self.sd = load_sd_components(self.context.models["base"])
-        self.model = self._load_checkpoint() if self.checkpoint else self._from_unet()
+        self.model = self._load_checkpoint() if self.checkpoint else self.untrained_model(self.sd)
         self.kcl.learned_path = self.learned_path
         self.kcl.attach(self.sd.tokenizer, self.sd.text_encoder)
         self.sd.to(self.context.device, self.context.dtype)
@@ -124,7 +124,9 @@ class SPCtrlMethod(Method):
         self.learned_path = self.learned_path or learned
         return model
 
-    def _from_unet(self):
+    def untrained_model(self, sd):
+        """SP-Ctrl as training starts it: ControlNet from ``sd``'s UNet, SPR from the options
+        (variant applied). Generation without a checkpoint and ``spbench train`` both use this."""
         from spbench.models.keypoint_tokens import keypoint_name_embeddings
         from spbench.models.spctrl import SPCtrlControlNetModel
         from spbench.schemas import get_schema
@@ -132,9 +134,9 @@ class SPCtrlMethod(Method):
         o = self.options
         init = None
         if o["init_emb"] == "text":
-            init = keypoint_name_embeddings(self.sd.tokenizer, self.sd.text_encoder, get_schema(self.schema))
+            init = keypoint_name_embeddings(sd.tokenizer, sd.text_encoder, get_schema(self.schema))
         model = SPCtrlControlNetModel.from_unet(
-            self.sd.unet, cond_channels=o["cond_channels"], init_embedding=init,
+            sd.unet, cond_channels=o["cond_channels"], init_embedding=init,
             init_emb=f"text:{self.schema} keypoint names" if init is not None else None,
             skeleton_type=o["skeleton_type"], learnable_e0=o["learnable_e0"],
             learnable_skeleton=o["learnable_skeleton"], detach_kpt_grad_from_sks=o["detach_kpt_grad_from_sks"],

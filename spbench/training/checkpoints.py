@@ -1,0 +1,82 @@
+"""Checkpoint folders: what is in them, finding the one to resume, and the retention limit.
+
+Layout of ``OUT/checkpoint-<step>/``::
+
+    <model folder>/            the trainable model, ``save_pretrained`` (safetensors): give this
+                               folder to ``spbench run --method M --checkpoint``; for keypoint-token
+                               runs it also holds ``learned_embeds.bin`` ({token: tensor[768]})
+    optimizer.bin, scaler.pt,  accelerate's ``save_state`` (optimizer, grad scaler, RNG states,
+    random_states_<p>.pkl,     the LR scheduler as a registered object); the model weights are
+    custom_checkpoint_0.pkl    not duplicated there (a save hook writes the model folder instead)
+    trainer_state.json         step, epoch, batch within the epoch, loss sums — written last, so
+                               its presence marks a complete checkpoint
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from spbench.errors import SpbenchError
+from spbench.files import atomic_write_json
+
+PREFIX = "checkpoint-"
+STATE_FILE = "trainer_state.json"
+
+
+def checkpoint_dir(out: Path, step: int) -> Path:
+    return Path(out) / f"{PREFIX}{step}"
+
+
+def complete_checkpoints(out: Path) -> list[tuple[int, Path]]:
+    """(step, folder) of the complete checkpoints under ``out``, oldest first."""
+    found = []
+    if Path(out).is_dir():
+        for p in Path(out).iterdir():
+            m = re.fullmatch(rf"{PREFIX}(\d+)", p.name)
+            if m and p.is_dir() and (p / STATE_FILE).is_file():
+                found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def resolve_resume(out: Path, resume: str | None) -> Path | None:
+    """The folder to resume from: ``latest`` (None when there is none yet), ``checkpoint-N`` in
+    ``out``, or a path to a checkpoint folder."""
+    if not resume:
+        return None
+    if resume == "latest":
+        found = complete_checkpoints(out)
+        return found[-1][1] if found else None
+    path = Path(resume)
+    if not path.is_dir():
+        path = Path(out) / resume
+    if not (path / STATE_FILE).is_file():
+        steps = ", ".join(p.name for _, p in complete_checkpoints(out)) or "none"
+        raise SpbenchError(f"--resume {resume}: no complete checkpoint there (complete checkpoints in {out}: {steps})")
+    return path
+
+
+def read_state(folder: Path) -> dict:
+    try:
+        return json.loads((Path(folder) / STATE_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise SpbenchError(f"cannot read {Path(folder) / STATE_FILE}: {e}") from None
+
+
+def write_state(folder: Path, state: dict) -> None:
+    atomic_write_json(Path(folder) / STATE_FILE, state)
+
+
+def prune(out: Path, keep: int | None) -> list[Path]:
+    """Delete the oldest complete checkpoints so that at most ``keep - 1`` remain (room for the
+    one about to be written); returns what was removed."""
+    if keep is None:
+        return []
+    found = complete_checkpoints(out)
+    removed = []
+    for _, path in found[: max(0, len(found) - (keep - 1))]:
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
