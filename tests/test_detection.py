@@ -27,7 +27,7 @@ from spbench.metrics.detection import (
     load_detector,
     score_detection,
 )
-from spbench.metrics.pose import AP_DECIMALS
+from spbench.metrics.base import AP_DECIMALS
 
 # 2:1 originals on a square canvas: x and y scale differently, so the mapping matters.
 SRC_W, SRC_H, CANVAS = 400, 200, 256

@@ -56,3 +56,38 @@ def spread_over_k(per_k: dict[str, dict], key: str) -> dict:
         "mean_over_k": statistics.fmean(values) if values else None,
         "std_over_k": statistics.stdev(values) if len(values) > 1 else None,
     }
+
+
+def unique_entries(entries: list[dict]) -> list[dict]:
+    """Entries sorted by (sample_id, k); a repeated pair counts once (accelerate pads the last
+    batch of a split with repeats, so gathered states can hold duplicates)."""
+    seen: dict[tuple[str, int], dict] = {}
+    for e in entries:
+        seen.setdefault((e["sample_id"], e["k"]), e)
+    return [seen[key] for key in sorted(seen)]
+
+
+# Percent values are rounded to this many decimals (far below any reported precision).
+AP_DECIMALS = 10
+
+
+def coco_ap(gt, dt, iou_type: str, img_ids: list[int], use_categories: bool, kpt_sigmas=None) -> dict:
+    """AP, AP50, AP75 in percent from pycocotools' COCOeval over ``img_ids`` (None: undefined)."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(gt, dt, iouType=iou_type)
+        if kpt_sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.array(kpt_sigmas)
+        ev.params.imgIds = img_ids
+        ev.params.useCats = int(use_categories)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # Rounded: pycocotools' tp / (tp + fp + eps) makes a perfect single match 0.99999...98.
+    return {key: None if v < 0 else round(float(v) * 100.0, AP_DECIMALS)
+            for key, v in zip(("AP", "AP50", "AP75"), ev.stats[:3])}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import statistics
 
 from spbench.errors import SpbenchError
-from spbench.metrics.base import Evaluator, spread_over_k
+from spbench.metrics.base import Evaluator, spread_over_k, unique_entries
 from spbench.schemas import KeypointSchema, get_schema
 
 TEXT_RULES = ("descriptions", "tokens", "caption")
@@ -96,13 +96,6 @@ class ClipScoreEvaluator(Evaluator):
             self._entries.extend(st["entries"])
         return self
 
-    def _unique_entries(self) -> list[dict]:
-        """Sorted by (sample_id, k); a repeated pair counts once (padded last batches)."""
-        seen: dict[tuple[str, int], dict] = {}
-        for e in self._entries:
-            seen.setdefault((e["sample_id"], e["k"]), e)
-        return [seen[key] for key in sorted(seen)]
-
     @staticmethod
     def _aggregate(entries: list[dict]) -> dict:
         groups: dict[str, list[float]] = {}
@@ -120,7 +113,7 @@ class ClipScoreEvaluator(Evaluator):
     def compute(self) -> dict:
         """``{"score", "per_k": {"0": {"score", ...}}, "mean_over_k", "std_over_k", "per_category", ...}``;
         ``score`` is category-averaged, ``score_image_mean`` the plain mean over images."""
-        entries = self._unique_entries()
+        entries = unique_entries(self._entries)
         result = self._aggregate(entries)
         by_k: dict[int, list[dict]] = {}
         for e in entries:
@@ -136,7 +129,7 @@ class ClipScoreEvaluator(Evaluator):
     def records(self) -> list[dict]:
         return [{"sample_id": e["sample_id"], "k": e["k"], "category": e["group"],
                  "score": clip_score_value(e["cosine"]), "cosine": e["cosine"], "text": e["text"],
-                 "truncated": e["truncated"]} for e in self._unique_entries()]
+                 "truncated": e["truncated"]} for e in unique_entries(self._entries)]
 
 
 # -- the model ------------------------------------------------------------------------------------

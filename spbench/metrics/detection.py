@@ -29,8 +29,7 @@ import numpy as np
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
-from spbench.metrics.base import Evaluator, spread_over_k
-from spbench.metrics.pose import AP_DECIMALS
+from spbench.metrics.base import Evaluator, coco_ap, spread_over_k, unique_entries
 
 TINY_GROUNDING_DINO = "tiny://grounding-dino"
 MAX_DETECTIONS = 100  # COCOeval's largest maxDets: more per image and category never count
@@ -220,13 +219,6 @@ class DetectionEvaluator(Evaluator):
             self._entries.extend(st["entries"])
         return self
 
-    def _unique_entries(self) -> list[dict]:
-        """Sorted by (sample_id, k); a repeated pair counts once (padded last batches)."""
-        seen: dict[tuple[str, int], dict] = {}
-        for e in self._entries:
-            seen.setdefault((e["sample_id"], e["k"]), e)
-        return [seen[key] for key in sorted(seen)]
-
     def _coco(self, entries: list[dict]):
         from pycocotools.coco import COCO
 
@@ -255,24 +247,13 @@ class DetectionEvaluator(Evaluator):
             return out
         if dt is None:  # ground truth but not one detection anywhere: nothing found
             return {**out, "AP75": 0.0, "AP": 0.0, "AP50": 0.0}
-        from pycocotools.cocoeval import COCOeval
-
-        with contextlib.redirect_stdout(io.StringIO()):
-            ev = COCOeval(gt, dt, iouType="bbox")
-            ev.params.imgIds = img_ids
-            ev.params.useCats = int(self.use_categories)
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        for key, v in zip(("AP", "AP50", "AP75"), ev.stats[:3]):
-            # Rounded: pycocotools' tp / (tp + fp + eps) makes a perfect score 0.99999...98.
-            out[key] = None if v < 0 else round(float(v) * 100.0, AP_DECIMALS)
+        out.update(coco_ap(gt, dt, "bbox", img_ids, self.use_categories))
         return out
 
     def compute(self) -> dict:
         """``{"AP75", "AP", "AP50"`` (percent, all images pooled), ``"per_k": {"0": {...}}``,
         ``"mean_over_k", "std_over_k"`` (of AP75), counts``}``."""
-        entries = self._unique_entries()
+        entries = unique_entries(self._entries)
         gt, dt = self._coco(entries) if entries else (None, None)
         ids_by_k: dict[int, list[int]] = {}
         for img_id, e in enumerate(entries, start=1):
@@ -294,7 +275,7 @@ class DetectionEvaluator(Evaluator):
         """Per image: for each GT box, the best IoU with a detection of its category (and that
         detection's score); not COCOeval's matching."""
         out = []
-        for e in self._unique_entries():
+        for e in unique_entries(self._entries):
             insts = []
             for g in e["gts"]:
                 same = [d for d in e["dets"] if d["category"] == g["category"]]

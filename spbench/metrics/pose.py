@@ -27,14 +27,12 @@ import numpy as np
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
-from spbench.metrics.base import Evaluator, spread_over_k
+from spbench.metrics.base import Evaluator, coco_ap, spread_over_k, unique_entries
 from spbench.schemas import KeypointSchema
 
 # mmpose's ``vis_thr``: keypoints below it do not count towards the rescored detection score.
 MMPOSE_VIS_THR = 0.2
 SCORE_MODES = ("mmpose", "mean")
-# Percent values are rounded to this many decimals (far below any reported precision).
-AP_DECIMALS = 10
 
 
 def detection_score(scores: np.ndarray, mode: str = "mmpose") -> float:
@@ -134,14 +132,6 @@ class PoseEvaluator(Evaluator):
             self._entries.extend(st["entries"])
         return self
 
-    def _unique_entries(self) -> list[dict]:
-        """Entries sorted by (sample_id, k); a repeated pair counts once (accelerate pads the
-        last batch of a split with repeats, so gathered states can hold duplicates)."""
-        seen: dict[tuple[str, int], dict] = {}
-        for e in self._entries:
-            seen.setdefault((e["sample_id"], e["k"]), e)
-        return [seen[key] for key in sorted(seen)]
-
     # -- scoring ---------------------------------------------------------------------------
 
     def _coco(self, entries: list[dict]):
@@ -177,25 +167,13 @@ class PoseEvaluator(Evaluator):
         out = {"AP": None, "AP50": None, "AP75": None, "num_images": len(img_ids), "num_instances": num_instances}
         if dt is None or num_instances == 0:
             return out
-        from pycocotools.cocoeval import COCOeval
-
-        with contextlib.redirect_stdout(io.StringIO()):
-            ev = COCOeval(gt, dt, iouType="keypoints")
-            ev.params.kpt_oks_sigmas = np.array(self.schema.sigmas)
-            ev.params.imgIds = img_ids
-            ev.params.useCats = int(self.use_categories)
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        for key, v in zip(("AP", "AP50", "AP75"), ev.stats[:3]):
-            # Rounded: pycocotools' tp / (tp + fp + eps) makes a perfect single match 0.99999...98.
-            out[key] = None if v < 0 else round(float(v) * 100.0, AP_DECIMALS)
+        out.update(coco_ap(gt, dt, "keypoints", img_ids, self.use_categories, self.schema.sigmas))
         return out
 
     def compute(self) -> dict:
         """``{"AP", "AP50", "AP75"`` (percent, over all (sample, k) images pooled),
         ``"per_k": {"0": {...}, ...}``, ``"num_images", "num_instances", ...}``."""
-        entries = self._unique_entries()
+        entries = unique_entries(self._entries)
         gt, dt = self._coco(entries) if entries else (None, None)
         ids_by_k: dict[int, list[int]] = {}
         inst_by_k: dict[int, int] = {}
@@ -218,7 +196,7 @@ class PoseEvaluator(Evaluator):
         """Per-image records: each instance's OKS against its own GT (not COCOeval's matching)."""
         sigmas = np.array(self.schema.sigmas)
         out = []
-        for e in self._unique_entries():
+        for e in unique_entries(self._entries):
             insts = []
             for inst in e["instances"]:
                 gt = np.array(inst["keypoints"]).reshape(-1, 3)
