@@ -1,6 +1,6 @@
 """SPR lookup: one gather (SpatialPoseRepresentation.forward) vs the official mask loop (forward_masked).
 
-Run: python benchmarks/spr_gather.py [--batch 8] [--size 512] [--channels 3] [--repeats 10]
+Run: python benchmarks/spr_gather.py [--batch 8] [--size 512] [--channels 3] [--repeats 20]
 
 The index map is a realistic pose map: 90% background, the rest keypoint and limb values. Both
 paths are timed without gradients (inference) and with a backward pass (training), median of
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--channels", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
 
     spr = SpatialPoseRepresentation(args.channels).eval()

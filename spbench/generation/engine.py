@@ -12,6 +12,7 @@ import torch
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Split
 from spbench.files import atomic_save_image
+from spbench.generation.image_writer import ImageWriter
 from spbench.generation.run_folder import RunFolder
 from spbench.generation.seeds import initial_noise, request_seed
 from spbench.methods.base import GenerationSettings, Method, Request
@@ -64,29 +65,31 @@ def generate(run: RunFolder, method: Method, requests: list[Request], settings: 
         method.load()
     task = progress.add_task(f"generating ({method.name})", total=len(mine)) if progress else None
     conditions: dict[str, object] = {}
-    for start in range(0, len(mine), batch_size):
-        batch = mine[start : start + batch_size]
-        for r in batch:
-            if r.sample.sample_id not in conditions:
-                image = method.condition_image(r)
-                conditions[r.sample.sample_id] = image
-                if not run.condition_file(r.sample).exists():
-                    atomic_save_image(run.condition_file(r.sample), image)
-        latents = initial_noise([r.seed for r in batch], method.latent_shape(settings))
-        latents = latents.to(device=method.context.device, dtype=method.context.dtype)
-        images = method.generate(
-            [method.prompt(r.sample) for r in batch],
-            [conditions[r.sample.sample_id] for r in batch],
-            latents,
-            settings,
-        )
-        for r, image in zip(batch, images, strict=True):
-            atomic_save_image(run.image_file(r), image)
-        # Conditions of samples whose requests are all done are no longer needed.
-        if len(conditions) > 4 * batch_size:
-            conditions.clear()
-        if progress:
-            progress.advance(task, len(batch))
+    # Images are encoded and written on a background thread while the next batch generates.
+    with ImageWriter(max_pending=2 * batch_size) as writer:
+        for start in range(0, len(mine), batch_size):
+            batch = mine[start : start + batch_size]
+            for r in batch:
+                if r.sample.sample_id not in conditions:
+                    image = method.condition_image(r)
+                    conditions[r.sample.sample_id] = image
+                    if not run.condition_file(r.sample).exists():
+                        atomic_save_image(run.condition_file(r.sample), image)
+            latents = initial_noise([r.seed for r in batch], method.latent_shape(settings))
+            latents = latents.to(device=method.context.device, dtype=method.context.dtype)
+            images = method.generate(
+                [method.prompt(r.sample) for r in batch],
+                [conditions[r.sample.sample_id] for r in batch],
+                latents,
+                settings,
+            )
+            for r, image in zip(batch, images, strict=True):
+                writer.submit(run.image_file(r), image)
+            # Conditions of samples whose requests are all done are no longer needed.
+            if len(conditions) > 4 * batch_size:
+                conditions.clear()
+            if progress:
+                progress.advance(task, len(batch))
     state.wait_for_everyone()
     if state.is_main_process:
         missing = [r for r in requests if not run.is_done(r)]

@@ -11,7 +11,6 @@ weights load unchanged. :meth:`forward` builds a 256-row lookup table and gather
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from spbench.errors import SpbenchError
@@ -126,8 +125,13 @@ class SpatialPoseRepresentation(nn.Module):
         """``index_map``: integer values [B, H, W]; returns [B, C', H, W] (one gather, no loop)."""
         # Values outside 0..255 cannot come from a uint8 map; clamping sends them to zero rows.
         index = index_map.long().clamp(0, TABLE_SIZE - 1)
-        # Contiguous NCHW, like any image batch (the permuted view would be channels-last).
-        return F.embedding(index, self.embedding_table()).permute(0, 3, 1, 2).contiguous()
+        b, h, w = index.shape
+        # Selecting from the transposed table [C', 256] gives [C', B, H, W]; swapping the two
+        # leading axes makes it NCHW. Its backward (index_add) is 2x faster than F.embedding's
+        # on CPU, its forward about as fast (benchmarks/spr_gather.py; BENCHMARKS.md).
+        table = self.embedding_table().t().contiguous()
+        out = table.index_select(1, index.reshape(-1)).view(self.cond_channels, b, h, w)
+        return out.transpose(0, 1).contiguous()
 
     def forward_masked(self, index_map: torch.Tensor) -> torch.Tensor:
         """The official formulation: sum over keypoints and limbs of mask · embedding (reference)."""

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every GPU row of BENCHMARKS.md in one go: SD1.5-sized random models, 512x512, fp16.
+# About 10 minutes on one H100/H200 once spbench is installed (`make install`).
+#   bash benchmarks/gpu.sh [OUT_DIR]        # figures as JSON in OUT_DIR (default benchmarks/out)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-benchmarks/out}
+PY=${PY:-.venv/bin/python}
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+# FLOPs of a step and the measured matmul rate (fp16), then MFU of one step.
+$PY benchmarks/flops.py --size real --device cuda --json "$OUT/flops.json"
+# Engine vs naive pipeline loop, 9 prompts x 3 images, UniPC 50 steps, CFG 7.5.
+$PY benchmarks/generation.py --size real --device cuda --prompts 9 --batch-sizes 3,6,12,24 --json "$OUT/generation.json"
+# MFU of the best generation row (images/s from the table above).
+RATE=$($PY -c "import json,sys; r=json.load(open(sys.argv[1]))['rows']; print(max(v['images_per_s'] for v in r.values()))" "$OUT/generation.json")
+$PY benchmarks/flops.py --size real --device cuda --images-per-s "$RATE" --repeats 3 --json "$OUT/mfu.json"
+# Each metric at real model size, and end to end.
+$PY benchmarks/evaluation.py --size real --device cuda --json "$OUT/evaluation.json"
+# 1x, 4x, 16x the prompts: time linear, memory flat.
+$PY benchmarks/scale.py --size real --device cuda --base-prompts 4 --batch-size 12 --json "$OUT/scale.json"
