@@ -132,6 +132,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=common.STEPS)
     p.add_argument("--batch-sizes", default="3,4,12", help="engine batch sizes B to measure (spbench's default is 4)")
     p.add_argument("--repeats", type=int, default=1, help="timed repeats per row (median printed), interleaved")
+    p.add_argument("--guidance", type=float, default=common.GUIDANCE, help="CFG scale (1.0: no unconditional half)")
     p.add_argument("--canvas", type=int, default=None, help="canvas size (default: 64 tiny, 512 real)")
     p.add_argument("--keep", metavar="DIR", help="keep the images here instead of a temporary folder")
     args = p.parse_args()
@@ -145,12 +146,13 @@ def main() -> None:
     n_images = args.prompts * common.SAMPLES_PER_PROMPT
     info = common.print_header("generation: spbench engine vs naive per-prompt pipeline loop", args, {
         "workload": f"{args.prompts} prompts x {common.SAMPLES_PER_PROMPT} images, {common.CANVAS[args.size]}x"
-                    f"{common.CANVAS[args.size]}, UniPC {args.steps} steps, CFG {common.GUIDANCE}",
+                    f"{common.CANVAS[args.size]}, UniPC {args.steps} steps, CFG {args.guidance}",
         "parameters": components.params(),
         "model build (s)": round(components.build_s, 2),
     })
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="spbench-bench-gen-"))
-    cfgs = {b: common.run_config(args.size, args.steps, b) for b in batch_sizes}
+    cfgs = {b: common.run_config(args.size, args.steps, b, **{"generation.guidance_scale": args.guidance})
+            for b in batch_sizes}
     warm = common.tiled_split(1)
 
     # Warm-up (untimed): one prompt through each path.
