@@ -4,7 +4,8 @@ generation of the next, so the accelerator does not wait for them.
 Measured by ``benchmarks/profile_engine.py`` (host-side stages): at 512x512 a PNG encode costs
 about 30 ms and the atomic write with fsync 1-2 ms per image, work a GPU run would otherwise wait
 for between batches. One thread is enough (zlib releases the GIL); the queue is bounded so memory
-stays flat, and a failed write is raised in the engine at the next submission or at close.
+stays flat, and a failed write is raised in the engine when it is next waited for (a full
+queue) or at the end.
 """
 
 from __future__ import annotations
