@@ -47,15 +47,17 @@ Steps = Annotated[Optional[int], typer.Option(help="Sampler steps (protocol: Uni
 Out = Annotated[str, typer.Option("--out", "-o", help="Folder that receives the run folder.")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override any setting: --set generation.guidance_scale=5 --set models.base=/weights/sd15")]
 Variant = Annotated[Optional[str], typer.Option(help="A named variant of the method (ablation rows).")]
-Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a folder or hub id.")]
+Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a model folder, a hub id, or a `spbench train` checkpoint-<step> folder.")]
 Metrics = Annotated[str, typer.Option(help="Comma-separated metrics to compute (available: pose, clip, fid, det).")]
 Protocol = Annotated[str, typer.Option(help="all: score every image; official: pose on the first image per prompt only, as the official AP-10K evaluation.")]
 PoseModel = Annotated[Optional[str], typer.Option(help="Pose estimator: hub id, folder, or `oracle` (returns the condition pose; scores 100).")]
 
 
 def _flags(method, dataset, data_root, ann, split, limit, samples, batch_size, seed, steps, variant, checkpoint) -> dict:
+    from spbench.training.checkpoints import model_folder
+
     return {
-        "method.name": method, "method.variant": variant, "method.checkpoint": checkpoint,
+        "method.name": method, "method.variant": variant, "method.checkpoint": model_folder(checkpoint),
         "dataset.name": dataset, "dataset.split": split, "dataset.data_root": data_root,
         "dataset.ann": ann, "dataset.limit": limit,
         "generation.samples": samples, "generation.batch_size": batch_size,

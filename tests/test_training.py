@@ -126,6 +126,22 @@ def test_checkpoint_generates_through_the_cli(straight, tmp_path):
     assert len(list(tmp_path.glob("*/images/*.png"))) == 1
 
 
+def test_run_takes_the_training_checkpoint_folder_for_its_model_folder(straight, tmp_path):
+    from spbench.training.checkpoints import model_folder
+
+    checkpoint = straight / "checkpoint-3"
+    assert model_folder(str(checkpoint)) == str(checkpoint / "controlnet")
+    assert model_folder(str(checkpoint / "controlnet")) == str(checkpoint / "controlnet")
+    assert model_folder("lllyasviel/sd-controlnet-openpose") == "lllyasviel/sd-controlnet-openpose"
+    two = tmp_path / "checkpoint-9"
+    for name in ("a", "b"):
+        (two / name).mkdir(parents=True)
+        (two / name / "config.json").write_text("{}")
+    (two / "trainer_state.json").write_text("{}")
+    with pytest.raises(SpbenchError, match="model folders are a, b"):
+        model_folder(str(two))
+
+
 def test_starting_over_a_run_or_resuming_differently_is_refused(straight):
     with pytest.raises(SpbenchError, match="--resume latest"):
         run_training(options(straight, max_steps=5, **KCL_RUN))

@@ -26,6 +26,19 @@ PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
 
 
+def model_folder(path: str | None) -> str | None:
+    """``spbench run --checkpoint``: a training checkpoint ``OUT/checkpoint-<step>`` stands for the
+    model folder inside it; anything else (a model folder, a hub id) is returned unchanged."""
+    if not path or not (Path(path) / STATE_FILE).is_file():
+        return path
+    folders = sorted(p for p in Path(path).iterdir() if (p / "config.json").is_file())
+    if len(folders) != 1:
+        names = ", ".join(p.name for p in folders) or "none"
+        raise SpbenchError(f"--checkpoint {path}: a training checkpoint, but its model folders are {names}: "
+                           f"pass the model folder inside it, e.g. --checkpoint {path}/<model folder>")
+    return str(folders[0])
+
+
 def checkpoint_dir(out: Path, step: int) -> Path:
     return Path(out) / f"{PREFIX}{step}"
 
