@@ -1,5 +1,7 @@
 """Hand-built samples for tests that must not depend on the dataset readers."""
 
+import torch
+
 from spbench.data.records import KPT_PLACEHOLDER, Instance, Sample, Split
 
 # A side-view quadruped in AP-10K order on a 200x100 image (x, y, v).
@@ -21,3 +23,13 @@ def quadruped_sample(i: int, dx: float = 0.0, width: int = 200, height: int = 10
 
 def quadruped_split(n: int = 3) -> Split:
     return Split("test", "hand", tuple(quadruped_sample(i, dx=5.0 * i) for i in range(n)))
+
+
+def wake_up(model: torch.nn.Module, seed: int) -> None:
+    """Make a from-scratch ControlNet influence the UNet, as training would: its zero-initialised
+    output convolutions get random weights (seeded)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)

@@ -10,6 +10,7 @@ from accelerate import PartialState
 from PIL import Image
 from typer.testing import CliRunner
 
+from helpers import wake_up
 from spbench.cli import app
 from spbench.conditions import render_index_map
 from spbench.config import load_profile, resolve
@@ -46,16 +47,6 @@ def generate(path, method, split=SPLIT) -> RunFolder:
 
 def pixels(run: RunFolder) -> dict[str, np.ndarray]:
     return {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((run.path / "images").glob("*.png"))}
-
-
-def wake_up(model: torch.nn.Module, seed: int) -> None:
-    """Make a from-scratch ControlNet influence the UNet, as training would: its zero-initialised
-    output convolutions get random weights (seeded)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.startswith(("controlnet_down_blocks", "controlnet_mid_block", "controlnet_cond_embedding.conv_out")):
-                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
 
 
 class TrainedSPCtrl(SPCtrlMethod):
