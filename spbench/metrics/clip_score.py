@@ -233,8 +233,6 @@ def clip_settings(ctx) -> dict:
 
 def score_clip(ctx, rows: list[dict], progress=None) -> ClipScoreEvaluator:
     """CLIP-Score of every generated image against its (keypoint-described) prompt."""
-    from spbench.metrics.evaluate import batches
-
     settings = clip_settings(ctx)
     schema_name = next(iter(ctx.samples.values())).schema
     schema = get_schema(schema_name)
@@ -256,10 +254,10 @@ def score_clip(ctx, rows: list[dict], progress=None) -> ClipScoreEvaluator:
         return evaluator
     scorer = ClipScorer.load(spec, device=ctx.device, batch_size=settings["batch_size"])
     task = progress.add_task("scoring CLIP", total=len(rows)) if progress else None
-    for batch in batches(rows, settings["batch_size"]):
+    for batch, images in ctx.image_batches(rows, settings["batch_size"]):
         samples = [ctx.samples[r["sample_id"]] for r in batch]
         texts = [clip_text(r["prompt"], schema, settings["text"], s.prompt) for r, s in zip(batch, samples)]
-        cos, truncated = scorer.cosines(ctx.load_images(batch), texts)
+        cos, truncated = scorer.cosines(images, texts)
         for r, s, t, c, cut in zip(batch, samples, texts, cos, truncated, strict=True):
             evaluator.update(r["sample_id"], r["k"], group_of(s, group_by), c, t, cut)
         if progress:

@@ -298,8 +298,6 @@ def detection_settings(ctx) -> dict:
 
 def score_detection(ctx, rows: list[dict], progress=None) -> DetectionEvaluator:
     """Grounding-DINO on every generated image, prompted per category of its sample."""
-    from spbench.metrics.evaluate import batches
-
     settings = detection_settings(ctx)
     if not 0.0 <= settings["box_threshold"] < 1.0:
         raise SpbenchError(f"evaluation.det_box_threshold must be in [0, 1), got {settings['box_threshold']}")
@@ -318,10 +316,10 @@ def score_detection(ctx, rows: list[dict], progress=None) -> DetectionEvaluator:
         return evaluator
     detector = load_detector(spec, device=ctx.device, **({} if spec == "oracle" else settings))
     task = progress.add_task("scoring detection", total=len(rows)) if progress else None
-    for batch in batches(rows, settings["batch_size"]):
+    for batch, images in ctx.image_batches(rows, settings["batch_size"]):
         samples = [ctx.samples[r["sample_id"]] for r in batch]
         transforms = [CanvasTransform(**r["canvas"]) for r in batch]
-        found = detector.predict(ctx.load_images(batch), samples, transforms)
+        found = detector.predict(images, samples, transforms)
         for r, s, t, d in zip(batch, samples, transforms, found, strict=True):
             evaluator.update(s, t, r["k"], d)
         if progress:

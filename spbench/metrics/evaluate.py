@@ -8,6 +8,9 @@ rows, runs its model over the images, and returns a filled :class:`~spbench.metr
 from __future__ import annotations
 
 import importlib
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +21,9 @@ from spbench.data.records import Sample
 from spbench.errors import SpbenchError
 from spbench.generation.run_folder import RunFolder
 from spbench.schemas import get_schema
+
+# Image-decoding threads for scoring (decoding is host work a GPU waits for).
+DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 # name -> "module:function"; imported only when the metric is asked for.
 PROTOCOLS = ("all", "official")
@@ -47,8 +53,30 @@ class ScoringContext:
         """The dataset's real image of ``sample`` (for FID and the Real Image row)."""
         return Path(self.run_info["dataset"]["data_root"]) / sample.file
 
+    def load_image(self, row: dict) -> Image.Image:
+        with Image.open(self.run.path / row["file"]) as image:
+            return image.convert("RGB")
+
     def load_images(self, rows: list[dict]) -> list[Image.Image]:
-        return [Image.open(self.run.path / r["file"]).convert("RGB") for r in rows]
+        return [self.load_image(r) for r in rows]
+
+    def image_batches(self, rows: list[dict], size: int, ahead: int = 2):
+        """``(batch, images)`` for consecutive batches of ``rows``, decoded by a few threads while
+        the caller scores: the next ``ahead`` batches are in flight. Decoding a 512x512 PNG takes
+        ~6 ms of host time (BENCHMARKS.md), more than a GPU spends scoring it; Pillow releases the
+        GIL while it decodes. An unreadable image raises its own error, at its batch."""
+        chunks = list(batches(rows, size))
+        with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="spbench-decode") as pool:
+            pending: deque = deque()
+            try:
+                for i, chunk in enumerate(chunks):
+                    while len(pending) <= ahead and i + len(pending) < len(chunks):
+                        pending.append([pool.submit(self.load_image, r) for r in chunks[i + len(pending)]])
+                    yield chunk, [f.result() for f in pending.popleft()]
+            finally:  # on an error or an early stop, do not decode what nobody will read
+                for futures in pending:
+                    for f in futures:
+                        f.cancel()
 
 
 def scoring_function(name: str):
@@ -85,10 +113,10 @@ def score_pose(ctx: ScoringContext, rows: list[dict], progress=None):
         return evaluator
     model = load_pose_model(spec, dataset_index=index, device=ctx.device)
     task = progress.add_task("scoring pose", total=len(rows)) if progress else None
-    for batch in batches(rows, ctx.config["evaluation"]["pose_batch_size"]):
+    for batch, images in ctx.image_batches(rows, ctx.config["evaluation"]["pose_batch_size"]):
         samples = [ctx.samples[r["sample_id"]] for r in batch]
         transforms = [CanvasTransform(**r["canvas"]) for r in batch]
-        predictions = model.predict(ctx.load_images(batch), samples, transforms)
+        predictions = model.predict(images, samples, transforms)
         for r, s, t, p in zip(batch, samples, transforms, predictions, strict=True):
             evaluator.update(s, t, r["k"], p)
         if progress:

@@ -416,8 +416,6 @@ def _is_main_process() -> bool:
 
 def score_fid(ctx, rows: list[dict], progress=None) -> FidEvaluator:
     """Features of this process's generated images; the main process adds the reference statistics."""
-    from spbench.metrics.evaluate import batches
-
     settings = fid_settings(ctx)
     spec = ctx.config["models"].get("inception")
     extractor = load_extractor(spec, settings["resize"], ctx.device)
@@ -430,8 +428,7 @@ def score_fid(ctx, rows: list[dict], progress=None) -> FidEvaluator:
         "spread": "mean and sample std (ddof=1) of FID over k",
     }
     task = progress.add_task("scoring FID", total=len(rows)) if progress else None
-    for batch in batches(rows, settings["batch_size"]):
-        images = ctx.load_images(batch)
+    for batch, images in ctx.image_batches(rows, settings["batch_size"]):
         for r, im in zip(batch, images):
             w, h = r["canvas"]["width"], r["canvas"]["height"]
             if im.size != (w, h):
