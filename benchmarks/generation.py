@@ -15,7 +15,10 @@ prompt), and both write PNGs:
 - engine, inline writes: the same at the first B with each image encoded and written before the
   next batch starts (the engine before ``spbench.generation.image_writer``), to show what the
   overlap buys. ``--canvas 512`` with the tiny models makes the host work a large share, as it is
-  on a GPU.
+  on a GPU;
+- ``--compile``: after every other row, the engine at the first B with ``generation.compile``
+  (UNet and ControlNet ``torch.compile``'d in place): a first run that compiles (its time is the
+  compile cost), then the timed run.
 
 Printed: images/s (wall), CPU seconds per image, peak memory, ratios against the naive loop, and
 the largest pixel difference between each engine run and the naive loop.
@@ -86,7 +89,8 @@ class InlineWriter:
         pass
 
 
-def engine_run(components: common.Components, split, cfg: dict, out: Path, inline_writes: bool = False) -> None:
+def engine_run(components: common.Components, split, cfg: dict, out: Path, inline_writes: bool = False,
+               compile_models: bool = False) -> None:
     from spbench.generation import engine
     from spbench.generation.run_folder import RunFolder
     from spbench.methods import GenerationSettings
@@ -99,13 +103,16 @@ def engine_run(components: common.Components, split, cfg: dict, out: Path, inlin
     writer = engine.ImageWriter
     engine.ImageWriter = InlineWriter if inline_writes else writer
     try:
-        counts = engine.generate(run, method, requests, settings, cfg["generation"]["batch_size"], common.SingleProcess())
+        counts = engine.generate(run, method, requests, settings, cfg["generation"]["batch_size"], common.SingleProcess(),
+                                 compile_models=compile_models)
     finally:
         engine.ImageWriter = writer
     assert counts["generated_here"] == len(requests), counts
 
 
 INLINE = "engine B={}, inline writes"
+COMPILED = "engine B={}, torch.compile"
+COMPILING = "engine B={}, torch.compile, first run (compiles)"
 
 
 def folder_name(row: str) -> str:
@@ -134,6 +141,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1, help="timed repeats per row (median printed), interleaved")
     p.add_argument("--guidance", type=float, default=common.GUIDANCE, help="CFG scale (1.0: no unconditional half)")
     p.add_argument("--canvas", type=int, default=None, help="canvas size (default: 64 tiny, 512 real)")
+    p.add_argument("--compile", action="store_true", help="also the engine with generation.compile (rows last: it "
+                   "compiles the shared models in place)")
     p.add_argument("--keep", metavar="DIR", help="keep the images here instead of a temporary folder")
     args = p.parse_args()
     device, dtype = common.resolve_args(args)
@@ -171,6 +180,14 @@ def main() -> None:
                     engine_run(components, split, cfgs[b], folder, inline_writes="inline" in name)
             rows.setdefault(name, []).append(m)
             print(f"   [{name} repeat {r}] {m.wall_s:.2f} s", flush=True)
+    if args.compile:  # last: compiling changes the shared modules for every later call
+        b = batch_sizes[0]
+        for name in (COMPILING.format(b), *[COMPILED.format(b)] * args.repeats):
+            folder = work / f"r{len(rows.get(name, []))}-{folder_name(name)}"
+            with common.measure(device) as m:
+                engine_run(components, split, cfgs[b], folder, compile_models=True)
+            rows.setdefault(name, []).append(m)
+            print(f"   [{name}] {m.wall_s:.2f} s", flush=True)
 
     naive_pixels = pixels(work / "r0-naive")
     diffs = {name: difference(naive_pixels, pixels(work / f"r0-{folder_name(name)}" / "images"))
@@ -196,6 +213,14 @@ def main() -> None:
     common.print_table(
         ["row", "images", "wall s", "images/s", "CPU s/image", "speed-up (wall)", "speed-up (CPU)",
          "peak GiB", "growth GiB", "max |Δpixel| vs naive", "pixels off by >1"], table)
+    if args.compile:
+        b = batch_sizes[0]
+        eager, compiled = figures[f"engine B={b}"], figures[COMPILED.format(b)]
+        cost = figures[COMPILING.format(b)]["wall_s"] - compiled["wall_s"]
+        saved = 1 / eager["images_per_s"] - 1 / compiled["images_per_s"]
+        print(f"   torch.compile vs eager engine B={b}: {eager['wall_s'] / compiled['wall_s']:.2f}x images/s; compiling "
+              f"cost {cost:.1f} s, repaid after {cost / saved:.0f} images" if saved > 0 else
+              f"   torch.compile vs eager engine B={b}: {eager['wall_s'] / compiled['wall_s']:.2f}x images/s (no gain)")
     worst = max(d[0] for d in diffs.values())
     tolerance = 1 if device.type == "cpu" and dtype == torch.float32 else None
     if tolerance is not None:

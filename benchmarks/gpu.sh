@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU row of BENCHMARKS.md in one go: SD1.5-sized random models, 512x512, fp16.
-# About 10 minutes on one H100/H200 once spbench is installed (`make install`).
+# About 10 minutes on one H100/H200 once spbench is installed (`make install`); COMPILE=1 adds
+# the torch.compile rows.
 #   bash benchmarks/gpu.sh [OUT_DIR]        # figures as JSON in OUT_DIR (default benchmarks/out)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,3 +21,7 @@ $PY benchmarks/flops.py --size real --device cuda --images-per-s "$RATE" --repea
 $PY benchmarks/evaluation.py --size real --device cuda --json "$OUT/evaluation.json"
 # 1x, 4x, 16x the prompts: time linear, memory flat.
 $PY benchmarks/scale.py --size real --device cuda --base-prompts 4 --batch-size 12 --json "$OUT/scale.json"
+# Optional (COMPILE=1, a few minutes more): generation.compile against the eager engine at B=12.
+if [ "${COMPILE:-0}" = 1 ]; then
+  $PY benchmarks/generation.py --size real --device cuda --prompts 9 --batch-sizes 12 --compile --json "$OUT/compile.json"
+fi

@@ -45,6 +45,7 @@ DEFAULTS: dict = {
         "canvas": 512,
         "canvas_mode": "stretch",
         "dtype": "auto",  # auto: float16 on CUDA, float32 on CPU
+        "compile": False,  # torch.compile the UNet and ControlNet (pays off over long runs; BENCHMARKS.md)
     },
     "evaluation": {
         "metrics": "pose",

@@ -116,7 +116,7 @@ def generate(prep: PreparedRun) -> dict:
     settings = GenerationSettings.from_config(cfg["generation"])
     with _progress() as progress:
         counts = engine.generate(prep.run, method, requests, settings, cfg["generation"]["batch_size"], state,
-                                 progress if state.is_main_process else None)
+                                 progress if state.is_main_process else None, cfg["generation"]["compile"])
     return counts
 
 

@@ -54,15 +54,20 @@ def manifest_row(run: RunFolder, method: Method, request: Request) -> dict:
 
 
 def generate(run: RunFolder, method: Method, requests: list[Request], settings: GenerationSettings,
-             batch_size: int, state, progress=None) -> dict:
+             batch_size: int, state, progress=None, compile_models: bool = False) -> dict:
     """Generate the pending requests of this process; returns counts. ``state`` is accelerate's
-    PartialState (one process when not launched by accelerate)."""
+    PartialState (one process when not launched by accelerate); ``compile_models``:
+    generation.compile."""
     pending = [r for r in requests if not run.is_done(r)]
     # Everyone must see the same pending list before anyone writes a new image.
     state.wait_for_everyone()
     mine = pending[state.process_index :: state.num_processes]
     if mine:
         method.load()
+        if compile_models:
+            from spbench.generation.pipelines import compile_step_modules
+
+            compile_step_modules(method)
     task = progress.add_task(f"generating ({method.name})", total=len(mine)) if progress else None
     conditions: dict[str, object] = {}
     # Images are encoded and written on a background thread while the next batch generates.

@@ -22,6 +22,27 @@ def controlnet_pipeline(sd: SDComponents, controlnet, scheduler: str):
     return pipe
 
 
+# The modules a pipeline runs at every denoising step (a T2I-Adapter runs once per call).
+STEP_MODULES = ("unet", "controlnet")
+
+
+def compile_step_modules(method) -> list[str]:
+    """``torch.compile`` in place the per-step modules of ``method.pipe`` (generation.compile);
+    returns their names. Compilation happens at the first call, and again once when the last
+    batch is smaller; measured in BENCHMARKS.md."""
+    from spbench.errors import SpbenchError
+
+    pipe = getattr(method, "pipe", None)
+    modules = {name: getattr(pipe, name, None) for name in STEP_MODULES}
+    modules = {name: m for name, m in modules.items() if isinstance(m, torch.nn.Module)}
+    if not modules:
+        raise SpbenchError(f"generation.compile=true: method {method.name!r} has no diffusers pipeline (.pipe) with a "
+                           "UNet or ControlNet to compile; run it with generation.compile=false")
+    for module in modules.values():
+        module.compile()
+    return list(modules)
+
+
 @torch.inference_mode()
 def run_pipeline(pipe, prompts: list[str], latents: torch.Tensor, settings: GenerationSettings, **inputs) -> list[Image.Image]:
     """Call ``pipe`` with the protocol's settings; ``inputs`` carries the method's condition
