@@ -62,9 +62,10 @@ class ScoringContext:
 
     def image_batches(self, rows: list[dict], size: int, ahead: int = 2):
         """``(batch, images)`` for consecutive batches of ``rows``, decoded by a few threads while
-        the caller scores: the next ``ahead`` batches are in flight. Decoding a 512x512 PNG takes
-        ~6 ms of host time (BENCHMARKS.md), more than a GPU spends scoring it; Pillow releases the
-        GIL while it decodes. An unreadable image raises its own error, at its batch."""
+        the caller scores: the next ``ahead`` batches are in flight. Decoding a 512x512 PNG is
+        milliseconds of host time a fast GPU would otherwise wait for (BENCHMARKS.md, "Decoding on
+        threads"); Pillow releases the GIL while it decodes. An unreadable image raises its own
+        error, at its batch."""
         chunks = list(batches(rows, size))
         with ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="spbench-decode") as pool:
             pending: deque = deque()
