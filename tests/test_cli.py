@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from helpers import run_pixels
 from spbench.cli import app
 from spbench.data.registry import load_split
 from spbench.files import read_jsonl
@@ -27,10 +27,6 @@ def spbench(*args, cwd=None, timeout=1200):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run([sys.executable, "-m", "spbench", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
-
-
-def _pixels(folder: Path) -> dict[str, np.ndarray]:
-    return {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((folder / "images").glob("*.png"))}
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +122,7 @@ def test_killed_run_resumes_to_the_same_files(tmp_path):
     resumed = spbench(*args, "--out", str(tmp_path / "cut"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"{done_before} already there" in resumed.stdout.replace("\n", " ")
-    a, b = _pixels(tmp_path / "ref" / RUN), _pixels(tmp_path / "cut" / RUN)
+    a, b = run_pixels(tmp_path / "ref" / RUN), run_pixels(tmp_path / "cut" / RUN)
     assert a.keys() == b.keys() and len(a) == 12
     assert all(np.abs(a[k] - b[k]).max() <= 1 for k in a)
     assert not list((tmp_path / "cut").rglob("*.tmp"))
@@ -144,7 +140,7 @@ def test_accelerate_launch_shares_the_work_and_gives_the_same_images(tmp_path):
               "-m", "spbench", *args, "--out", str(tmp_path / "two")]
     two = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=1200)
     assert two.returncode == 0, two.stderr
-    a, b = _pixels(tmp_path / "one" / RUN), _pixels(tmp_path / "two" / RUN)
+    a, b = run_pixels(tmp_path / "one" / RUN), run_pixels(tmp_path / "two" / RUN)
     assert a.keys() == b.keys() and len(a) == 9
     assert all(np.abs(a[k] - b[k]).max() <= 1 for k in a)
     assert len(read_jsonl(tmp_path / "two" / RUN / "manifest.jsonl")) == 9

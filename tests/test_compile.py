@@ -5,16 +5,13 @@ end-to-end comparison is marked slow; the wiring is checked without compiling.""
 import numpy as np
 import pytest
 import torch
-from accelerate import PartialState
-from PIL import Image
 
+from helpers import generate_run, run_pixels
 from spbench.config import load_profile, resolve
 from spbench.data.registry import load_split
 from spbench.errors import SpbenchError
-from spbench.generation import engine
 from spbench.generation.pipelines import compile_step_modules
-from spbench.generation.run_folder import RunFolder
-from spbench.methods import GenerationSettings, MethodContext, get_method_class
+from spbench.methods import MethodContext, get_method_class
 
 
 def _config(**gen):
@@ -49,16 +46,11 @@ def test_compile_setting_must_be_a_boolean():
 
 
 def _generate(path, compile_models: bool) -> dict[str, np.ndarray]:
-    cfg = _config(batch_size=2)
-    split = load_split("sample").limit(1)
-    method = get_method_class("controlnet")(MethodContext(cfg))
-    run = RunFolder(path)
-    run.start(cfg, {"run": run.path.name}, list(split.samples))
-    engine.generate(run, method, engine.plan_requests(split, cfg["generation"]),
-                    GenerationSettings.from_config(cfg["generation"]), 2, PartialState(), compile_models=compile_models)
+    method = get_method_class("controlnet")(MethodContext(_config(batch_size=2)))
+    run, _ = generate_run(path, method, load_split("sample").limit(1), compile_models=compile_models)
     if compile_models:
         assert _is_compiled(method.pipe.unet)
-    return {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((run.path / "images").glob("*.png"))}
+    return run_pixels(run)
 
 
 @pytest.mark.slow

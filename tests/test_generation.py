@@ -1,17 +1,14 @@
 import numpy as np
 import pytest
 import torch
-from accelerate import PartialState
-from PIL import Image
 
-from helpers import quadruped_split
+from helpers import generate_run, quadruped_split, run_pixels
 from spbench.config import load_profile, resolve
 from spbench.errors import SpbenchError
 from spbench.files import read_jsonl
-from spbench.generation import engine
 from spbench.generation.run_folder import RunFolder
 from spbench.generation.seeds import initial_noise, request_seed
-from spbench.methods import GenerationSettings, MethodContext, get_method_class
+from spbench.methods import MethodContext, get_method_class
 
 
 def _config(**gen):
@@ -20,17 +17,7 @@ def _config(**gen):
 
 
 def _generate(path, cfg, split, method=None):
-    method = method or get_method_class("controlnet")(MethodContext(cfg))
-    run = RunFolder(path)
-    run.start(cfg, {"run": run.path.name}, list(split.samples))
-    requests = engine.plan_requests(split, cfg["generation"])
-    counts = engine.generate(run, method, requests, GenerationSettings.from_config(cfg["generation"]),
-                             cfg["generation"]["batch_size"], PartialState())
-    return run, counts
-
-
-def _pixels(run: RunFolder) -> dict[str, np.ndarray]:
-    return {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((run.path / "images").glob("*.png"))}
+    return generate_run(path, method or get_method_class("controlnet")(MethodContext(cfg)), split, cfg)
 
 
 def test_seed_is_a_pure_function_of_base_seed_sample_and_k():
@@ -51,7 +38,7 @@ def test_batch_size_does_not_change_the_images(tmp_path, capsys):
     split = quadruped_split(3)
     one, _ = _generate(tmp_path / "bs1", _config(batch_size=1), split)
     four, _ = _generate(tmp_path / "bs4", _config(batch_size=4), split)
-    a, b = _pixels(one), _pixels(four)
+    a, b = run_pixels(one), run_pixels(four)
     assert a.keys() == b.keys() and len(a) == 6
     worst = max(int(np.abs(a[k] - b[k]).max()) for k in a)
     with capsys.disabled():
@@ -89,7 +76,7 @@ def test_interrupted_run_resumes_to_the_same_files(tmp_path):
     assert not cut.manifest_jsonl.exists()  # written only once every image is there
     _, counts = _generate(tmp_path / "cut", cfg, split)
     assert counts == {"requests": 6, "skipped": 2, "generated_here": 4}
-    a, b = _pixels(full), _pixels(cut)
+    a, b = run_pixels(full), run_pixels(cut)
     assert a.keys() == b.keys()
     assert all(np.abs(a[k] - b[k]).max() <= 1 for k in a)
     assert not list(cut.path.rglob("*.tmp"))

@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from accelerate import PartialState
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import wake_up
+from helpers import generate_run, run_pixels as pixels, wake_up
 from spbench.cli import app
 from spbench.conditions import render_index_map
 from spbench.config import load_profile, resolve
@@ -19,7 +18,7 @@ from spbench.errors import SpbenchError
 from spbench.files import read_jsonl
 from spbench.generation import engine
 from spbench.generation.run_folder import RunFolder
-from spbench.methods import GenerationSettings, MethodContext
+from spbench.methods import MethodContext
 from spbench.methods.spctrl import SPCtrlMethod
 from spbench.models.keypoint_tokens import LEARNED_EMBEDS, save_learned_embeds
 from spbench.models.official import load_spctrl_checkpoint
@@ -37,16 +36,7 @@ def config(variant=None, checkpoint=None, options=(), split="ap10k", samples=1):
 
 
 def generate(path, method, split=SPLIT) -> RunFolder:
-    cfg = method.context.config
-    run = RunFolder(path)
-    run.start(cfg, {"run": run.path.name, "models": method.identity()}, list(split.samples))
-    requests = engine.plan_requests(split, cfg["generation"])
-    engine.generate(run, method, requests, GenerationSettings.from_config(cfg["generation"]), 4, PartialState())
-    return run
-
-
-def pixels(run: RunFolder) -> dict[str, np.ndarray]:
-    return {p.name: np.asarray(Image.open(p), dtype=np.int16) for p in sorted((run.path / "images").glob("*.png"))}
+    return generate_run(path, method, split, info={"models": method.identity()}, batch_size=4)[0]
 
 
 class TrainedSPCtrl(SPCtrlMethod):
