@@ -73,8 +73,11 @@ AP10K = KeypointSchema(
         "right_hip", "right_knee", "right_back_paw",
     ),
     skeleton=_pairs_1based("1-2 1-3 2-3 3-4 4-5 4-6 6-7 7-8 4-9 9-10 10-11 5-12 12-13 13-14 5-15 15-16 16-17"),
-    sigmas=(0.025, 0.025, 0.026, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072,
-            0.062, 0.062, 0.107, 0.107, 0.087, 0.087, 0.089, 0.089),
+    # mmpose >= v0.21 ("Fix AP-10K dataset sigmas"), as ViTPose and AP-10K's own repository use:
+    # per limb in keypoint order (shoulder, elbow, front paw; ... hip, knee, back paw). The
+    # pre-fix list paired them in COCO's left/right order, which is wrong for AP-10K's order.
+    sigmas=(0.025, 0.025, 0.026, 0.035, 0.035, 0.079, 0.072, 0.062, 0.079,
+            0.072, 0.062, 0.107, 0.087, 0.089, 0.107, 0.087, 0.089),
     flip_pairs=((0, 1), (5, 8), (6, 9), (7, 10), (11, 14), (12, 15), (13, 16)),
 )
 
