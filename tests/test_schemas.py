@@ -53,7 +53,7 @@ OKS_TARGET = 0.72  # between the 0.70 and 0.75 thresholds: 5 of the 10 OKS thres
 @pytest.mark.parametrize("k", range(17))
 def test_pose_ap_uses_each_keypoints_sigma(k):
     """One GT with only keypoint k labelled and a prediction d pixels off, d chosen by hand from
-    mmpose's sigma so OKS = 0.72: AP is 50 (thresholds .50–.70 pass). A sigma 5 % off for k moves
+    mmpose's sigma so OKS = 0.72: AP is 50 (thresholds .50–.70 pass). A sigma 10 % off either way moves
     the OKS across a threshold (the pre-fix table gives 30–70 for six of the keypoints)."""
     sigma = MMPOSE_AP10K_SIGMAS[k]
     # OKS = exp(-d² / (2 · area · (2σ)²))  =>  d = sqrt(-ln(OKS) · 2 · area · 4σ²)
