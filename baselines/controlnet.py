@@ -28,12 +28,14 @@ class ControlNetMethod(Method):
             cls.variants = {}
 
     def __init__(self, context: MethodContext):
-        from spbench.models.keypoint_tokens import KeypointPrompts, default_learned_path, run_schema
+        from spbench.models.keypoint_tokens import KeypointPrompts, default_learned_path, require_learned_path, run_schema
 
         super().__init__(context)
         self.kcl = None
         if context.options.get("variant") == "kcl":
-            learned = (context.options.get("options") or {}).get("learned_embeds") or default_learned_path(self.checkpoint)
+            options = context.options.get("options") or {}
+            learned = options.get("learned_embeds") or default_learned_path(self.checkpoint)
+            require_learned_path(learned, self.checkpoint, bool(options.get("allow_untrained_tokens")), "controlnet --variant kcl")
             self.kcl = KeypointPrompts(run_schema(context.config), context.models["base"], learned)
 
     def prompt(self, sample) -> str:

@@ -101,8 +101,9 @@ def test_learned_file_round_trip_and_errors(tmp_path):
     ("ap10k", "A good photo of dog<KPT>", [[0, 2], [2, 16]], "A good photo of dog <<left-eye>, <nose>, <right-back-paw>>"),
     ("ap10k", "A photo of zebra<KPT> in the grass", [[4]], "A photo of zebra <<root-of-tail>> in the grass"),
     ("ap10k", "A good photo of dog<KPT>", [[]], "A good photo of dog"),
-    # Human-Art: caption + ". <KPT>", so the official prompt has two spaces before the tokens.
-    ("coco17", "a man dancing on a stage. <KPT>", [[0, 15]], "a man dancing on a stage.  <<nose>, <left-ankle>>"),
+    # Human-Art: the official dataset code (custom_datasets/coco_humanart_keypoints_offline_dataset.py)
+    # makes caption + ". <KPT>" and replaces <KPT> with "<" + ", ".join(tokens) + ">": one space.
+    ("coco17", "a man dancing on a stage. <KPT>", [[0, 15]], "a man dancing on a stage. <<nose>, <left-ankle>>"),
     ("coco17", "a man dancing on a stage. <KPT>", [[]], "a man dancing on a stage."),
 ])
 def test_prompt_in_the_official_format(schema, template, visible, expected):

@@ -13,6 +13,8 @@ settings: from the UNet they change the initial SPR; with a checkpoint they must
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from spbench.errors import SpbenchError
 from spbench.methods.base import GenerationSettings, Method, Request
 
@@ -28,7 +30,8 @@ DEFAULT_OPTIONS: dict = {
     "limb_schema": "ap10k",      # keypoint pairs behind limb rows for interp_kpt (official: AP-10K's)
     "seed": 0,                   # seeds E0 and the SPR's initial weights (from the UNet only)
     "keypoint_tokens": True,     # KCL tokens in the prompt
-    "learned_embeds": None,      # learned_embeds.bin (default: the checkpoint folder's)
+    "learned_embeds": None,      # learned_embeds.bin (default: the checkpoint folder's, or its parent's)
+    "allow_untrained_tokens": False,  # run a checkpoint without its learned_embeds.bin (word-initialised rows)
     "schema": None,              # keypoint schema of the tokens (default: the dataset's)
 }
 
@@ -80,7 +83,7 @@ class SPCtrlMethod(Method):
     }
 
     def __init__(self, context):
-        from spbench.models.keypoint_tokens import KeypointPrompts, default_learned_path, run_schema
+        from spbench.models.keypoint_tokens import KeypointPrompts, default_learned_path, require_learned_path, run_schema
 
         super().__init__(context)
         self.variant = context.options.get("variant")
@@ -90,6 +93,9 @@ class SPCtrlMethod(Method):
         # A hub checkpoint's learned_embeds.bin is found when it is downloaded, in load().
         self.learned_path = self.options["learned_embeds"] or default_learned_path(self.checkpoint)
         self.kcl = KeypointPrompts(self.schema, context.models["base"], self.learned_path, self.options["keypoint_tokens"])
+        if self.kcl.enabled and self.checkpoint and Path(self.checkpoint).is_dir():
+            # A local checkpoint is checked now, before any work; a hub one once downloaded, in load().
+            require_learned_path(self.learned_path, self.checkpoint, self.options["allow_untrained_tokens"], "spctrl")
 
     @property
     def checkpoint(self) -> str | None:
@@ -102,11 +108,14 @@ class SPCtrlMethod(Method):
         return self.kcl.manifest_fields(request.sample)
 
     def load(self) -> None:
+        from spbench.models.keypoint_tokens import require_learned_path
         from spbench.models.spctrl import spctrl_pipeline
         from spbench.models.stable_diffusion import load_sd_components, place
 
         self.sd = load_sd_components(self.context.models["base"])
         self.model = self._load_checkpoint() if self.checkpoint else self.untrained_model(self.sd)
+        if self.kcl.enabled:
+            require_learned_path(self.learned_path, self.checkpoint, self.options["allow_untrained_tokens"], "spctrl")
         self.kcl.learned_path = self.learned_path
         self.kcl.attach(self.sd.tokenizer, self.sd.text_encoder)
         self.sd.to(self.context.device, self.context.dtype)

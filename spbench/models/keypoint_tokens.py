@@ -4,8 +4,8 @@ encoder and the prompt.
 One token per schema keypoint (``<left-front-paw>``) is added to the CLIP tokenizer; its
 embedding row starts as the embedding of the keypoint word ("paw"; the mean of its pieces when
 the tokenizer splits it), as in textual inversion, or comes from a trained ``learned_embeds.bin``
-(``torch.save`` of ``{token: tensor[dim]}``). The prompt is built the official way: the
-template's ``<KPT>`` becomes ``" <" + ", ".join(tokens of visible keypoints) + ">"``.
+(``torch.save`` of ``{token: tensor[dim]}``). The prompt is built the official way
+(:func:`keypoint_prompt`).
 """
 
 from __future__ import annotations
@@ -90,11 +90,19 @@ def visible_keypoints(sample: Sample) -> list[bool]:
 
 
 def keypoint_prompt(sample: Sample) -> str:
-    """The official KCL prompt; with no visible keypoint the placeholder is just removed
-    (the official code would leave an empty " <>")."""
+    """The official KCL prompt: the template's ``<KPT>`` becomes ``"<" + ", ".join(tokens of the
+    visible keypoints) + ">"``, with one space before it where the template has none. That gives
+    both official strings: AP-10K's ``"A photo of dog <<left-eye>, <nose>> in the grass"`` (its
+    code inserts ``" <" + … + ">"`` right after the species) and Human-Art's training prompt
+    ``"caption. <<nose>, <left-eye>>"`` (its code appends ``"<" + … + ">"`` to ``"caption. "``).
+    With no visible keypoint the placeholder is removed (AP-10K's code would leave ``" <>"``)."""
     tokens = [t for t, seen in zip(get_schema(sample.schema).tokens, visible_keypoints(sample)) if seen]
-    text = " <" + ", ".join(tokens) + ">" if tokens else ""
-    return sample.prompt_template.replace(KPT_PLACEHOLDER, text).strip()
+    template = sample.prompt_template
+    text = "<" + ", ".join(tokens) + ">" if tokens else ""
+    at = template.find(KPT_PLACEHOLDER)
+    if text and at > 0 and not template[at - 1].isspace():
+        text = " " + text
+    return template.replace(KPT_PLACEHOLDER, text).strip()
 
 
 def prompt_length(tokenizer, prompt: str) -> tuple[int, bool]:
@@ -179,10 +187,30 @@ class KeypointPrompts:
 
 
 def default_learned_path(folder: str | os.PathLike | None) -> str | None:
-    """``learned_embeds.bin`` inside a checkpoint folder, if there is one."""
-    if folder and Path(folder, LEARNED_EMBEDS).is_file():
-        return str(Path(folder, LEARNED_EMBEDS))
+    """The ``learned_embeds.bin`` of a checkpoint folder: inside it (a final ``save_pretrained``
+    and spbench's own checkpoints), else beside it in the parent — the official training writes
+    ``checkpoint-N/controlnet/`` and ``checkpoint-N/learned_embeds.bin``, and the official
+    inference reads ``controlnet_path/../learned_embeds.bin``."""
+    if not folder or not Path(folder).is_dir():
+        return None
+    for candidate in (Path(folder, LEARNED_EMBEDS), Path(folder).resolve().parent / LEARNED_EMBEDS):
+        if candidate.is_file():
+            return str(candidate)
     return None
+
+
+def require_learned_path(learned: str | None, checkpoint: str | None, allow_untrained: bool, method: str) -> None:
+    """A trained checkpoint runs with trained keypoint-token rows, or not at all: the word-initialised
+    rows would silently score another model. Runs without a checkpoint (training's starting point,
+    tiny machinery checks) keep the word rows; ``method.options.allow_untrained_tokens`` lets a
+    checkpoint run with them on purpose."""
+    if learned is not None or checkpoint is None or allow_untrained:
+        return
+    raise SpbenchError(
+        f"checkpoint {checkpoint} has no {LEARNED_EMBEDS} (looked in the folder and its parent): {method} needs its "
+        f"trained keypoint tokens — pass the file with --set method.options.learned_embeds=FILE, or run with "
+        f"untrained tokens on purpose with --set method.options.allow_untrained_tokens=true"
+    )
 
 
 def _load_tokenizer(base: str):
