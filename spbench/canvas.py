@@ -9,6 +9,9 @@ Modes:
 - ``stretch`` (default, as the official SP-Ctrl inference): the image is resized to the canvas,
   each axis on its own (scale_x = W/w, scale_y = H/h, no offset).
 - ``letterbox``: one scale for both axes (min(W/w, H/h)), the image centred, the rest padded.
+- ``centre-crop`` (training only, not a generation mode): the official training frame, the shorter
+  side resized to the canvas and the middle cut out
+  (:func:`spbench.conditions.official.official_training_crop`).
 
 Areas (OKS scale, box areas) scale by ``scale_x * scale_y``.
 """

@@ -14,8 +14,9 @@ from spbench.errors import SpbenchError
 # Index-map values of the official SP-Ctrl rendering: keypoint k -> k + 1, limb j -> 51 + j.
 KEYPOINT_INDEX_OFFSET = 1
 LIMB_INDEX_OFFSET = 51
-# The official code zips the limbs with 17 index values, so only the first 17 limbs are drawn.
-MAX_INDEXED_LIMBS = 17
+# Limbs with an SPR embedding: the official SPR loops over values 51..67 only, so a value above
+# 67 (COCO's limbs 18 and 19 in the Human-Art maps: 68, 69) looks nothing up and stays zero.
+EMBEDDED_LIMBS = 17
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,15 @@ class KeypointSchema:
         return tuple(d.split(" ")[-1] for d in self.descriptions)
 
     @property
+    def index_map_limbs(self) -> tuple[tuple[int, int], ...]:
+        """Limbs drawn into the spatial-pose index map, limb j as value 51 + j: the whole skeleton
+        (AP-10K 17 -> 51..67; COCO-17 19 -> 51..69, as in the official Human-Art maps)."""
+        return self.skeleton
+
+    @property
     def indexed_limbs(self) -> tuple[tuple[int, int], ...]:
-        """Limbs drawn into the spatial-pose index map (the first 17, as the official code)."""
-        return self.skeleton[:MAX_INDEXED_LIMBS]
+        """Limbs the SPR embeds (values 51..67): the first 17, as the official SPR."""
+        return self.skeleton[:EMBEDDED_LIMBS]
 
 
 def _pairs_1based(text: str) -> tuple[tuple[int, int], ...]:
@@ -89,7 +96,7 @@ COCO17 = KeypointSchema(
         "left_wrist", "right_wrist", "left_hip", "right_hip",
         "left_knee", "right_knee", "left_ankle", "right_ankle",
     ),
-    # COCO's own skeleton order; its last two limbs (ear-shoulder) fall outside the 17 indexed.
+    # COCO's own skeleton order; its last two limbs (ear-shoulder) are index values 68 and 69.
     skeleton=_pairs_1based(
         "16-14 14-12 17-15 15-13 12-13 6-12 7-13 6-7 6-8 7-9 8-10 9-11 2-3 1-2 1-3 2-4 3-5 4-6 5-7"
     ),

@@ -123,15 +123,16 @@ def test_index_map_limb_value_follows_limb_index():
     assert m[41, 38] == 53  # limb 2 (right_eye-nose), midpoint (38, 41)
 
 
-def test_index_map_skips_invisible_and_limbs_beyond_17():
+def test_index_map_skips_invisible_and_draws_all_coco_limbs():
     m = render_index_map(sample(instance({**EYES, 2: (32.0, 50.0, 0)})), IDENTITY_64)
     assert m[50, 32] == 0 and m[41, 26] == 0
-    # COCO-17 has 19 limbs; limb 17 (left_ear-left_shoulder) has no index value and is not drawn.
+    # COCO-17 has 19 limbs; limb 17 (left_ear-left_shoulder) is value 51 + 17 = 68, as in the
+    # official Human-Art maps (data/demo/*/pose_kptindex.png of the official repository).
     ear_shoulder = instance({3: (10.0, 32.0, 2), 5: (50.0, 32.0, 2)})
     coco = render_index_map(sample(ear_shoulder, schema="coco17"), IDENTITY_64)
     assert coco[32, 10] == 4 and coco[32, 50] == 6
-    assert coco[32, 30] == 0
-    assert set(np.unique(coco)) == {0, 4, 6}
+    assert coco[32, 30] == 68
+    assert set(np.unique(coco)) == {0, 4, 6, 68}
 
 
 def test_canvas_transform_is_applied():

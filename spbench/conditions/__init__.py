@@ -1,7 +1,9 @@
 """Condition rendering: pure functions of a sample and a canvas transform.
 
-``render_condition(kind, sample, transform)`` gives the image a method is conditioned on;
-the array renderers are exported for training code (index map, heatmap targets).
+``render_condition(kind, sample, transform, mode)`` gives the image a method is conditioned on,
+drawn on the canvas (``mode="native"``) or as the official SP-Ctrl inference draws it: at the
+original size, then resized (``mode="official"``, :mod:`spbench.conditions.official`). The array
+renderers are exported for training code (index map, heatmap targets).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from PIL import Image
 from spbench.canvas import CanvasTransform
 from spbench.conditions.grid import condition_grid, image_to_canvas
 from spbench.conditions.heatmaps import render_heatmaps
+from spbench.conditions.official import RENDER_MODES, check_render_mode, render_official
 from spbench.conditions.openpose import render_openpose
 from spbench.conditions.spatial_pose import index_map_to_rgb, render_index_map
 from spbench.data.records import Sample
@@ -36,8 +39,13 @@ CONDITIONS: dict[str, Callable[[Sample, CanvasTransform], Image.Image]] = {
 }
 
 
-def render_condition(kind: str, sample: Sample, transform: CanvasTransform) -> Image.Image:
-    """The condition image of one kind: "openpose" (RGB) or "spatial-pose" (mode "L" index map)."""
+def render_condition(
+    kind: str, sample: Sample, transform: CanvasTransform, mode: str = "native"
+) -> Image.Image:
+    """The condition image of one kind on the canvas: "openpose" (RGB) or "spatial-pose" (mode "L"
+    index map). ``mode`` (generation.condition_render): "native" draws on the canvas; "official"
+    draws at the original size and resizes (index map: torch nearest; OpenPose: PIL bilinear)."""
+    check_render_mode(mode)
     try:
         render = CONDITIONS[kind]
     except KeyError:
@@ -46,11 +54,14 @@ def render_condition(kind: str, sample: Sample, transform: CanvasTransform) -> I
         raise SpbenchError(
             f"unknown condition kind {kind!r}; {hint}known: {', '.join(CONDITIONS)}"
         ) from None
+    if mode == "official":
+        return render_official(kind, render, sample, transform)
     return render(sample, transform)
 
 
 __all__ = [
     "CONDITIONS",
+    "RENDER_MODES",
     "condition_grid",
     "image_to_canvas",
     "index_map_to_rgb",

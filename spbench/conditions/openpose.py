@@ -9,7 +9,7 @@ from spbench.conditions.drawing import draw_pose
 from spbench.data.records import Sample
 from spbench.schemas import get_schema
 
-# The 18 standard OpenPose colours (RGB); limb j and keypoint k use entry j % 18 / k % 18.
+# The 18 standard OpenPose colours (RGB); limb j and keypoint k use entry j / k.
 PALETTE: tuple[tuple[int, int, int], ...] = (
     (255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0),
     (0, 255, 0), (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255),
@@ -33,12 +33,13 @@ def render_openpose(
 ) -> np.ndarray:
     """Render the sample's poses as an OpenPose image: uint8 [H, W, 3], RGB, black background.
 
-    Every limb of the schema's full skeleton is drawn (COCO-17: all 19), then the keypoints, per
-    instance in order. Geometry and rounding (coordinates truncated with ``int()``) are those of
+    The limbs of the schema's skeleton that have a palette colour are drawn (AP-10K: all 17;
+    COCO-17: the first 18, not the 19th, right_ear-right_shoulder), then the keypoints, per instance
+    in order. Geometry and rounding (coordinates truncated with ``int()``) are those of
     :mod:`spbench.conditions.drawing`; keypoints with v == 0 and limbs touching them are skipped.
     """
     schema = get_schema(sample.schema)
     canvas = np.zeros((transform.height, transform.width, 3), dtype=np.uint8)
-    return draw_pose(
-        canvas, sample, transform, schema.skeleton, limb_color, keypoint_color, stick_width, radius
-    )
+    # The official drawing zips the limbs with the 18 colours, so a 19th limb is never drawn.
+    limbs = schema.skeleton[: len(PALETTE)]
+    return draw_pose(canvas, sample, transform, limbs, limb_color, keypoint_color, stick_width, radius)

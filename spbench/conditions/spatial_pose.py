@@ -1,9 +1,10 @@
 """The SP-Ctrl spatial-pose index map, and a colour view of it for grids.
 
 The index map is what the official code renders once per sample: keypoint k has value
-``KEYPOINT_INDEX_OFFSET + k`` (1..17), limb j value ``LIMB_INDEX_OFFSET + j`` (51..67), 0 is
-background. The SPR module later looks an embedding up per pixel from these values, so the map
-must be resized with NEAREST only (values are labels, not intensities).
+``KEYPOINT_INDEX_OFFSET + k`` (1..17), limb j value ``LIMB_INDEX_OFFSET + j`` (AP-10K 51..67;
+COCO-17 51..69, as the official Human-Art maps), 0 is background. The SPR module later looks an
+embedding up per pixel from these values, so the map must be resized with NEAREST only (values are
+labels, not intensities).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def render_index_map(
 ) -> np.ndarray:
     """Render the sample's poses as an index map: uint8 [H, W].
 
-    Only ``schema.indexed_limbs`` (the first 17) are drawn, as in the official code. Geometry and
+    Every limb of ``schema.index_map_limbs`` is drawn (AP-10K 17; COCO-17 all 19, values 68 and 69
+    included: the official Human-Art maps hold them, though the SPR embeds only 51..67). Geometry and
     rounding are those of :mod:`spbench.conditions.drawing` (the OpenPose ellipse and circle,
     coordinates truncated with ``int()``); limbs first, then keypoints, per instance in order.
     """
@@ -34,7 +36,7 @@ def render_index_map(
         canvas,
         sample,
         transform,
-        schema.indexed_limbs,
+        schema.index_map_limbs,
         lambda j: LIMB_INDEX_OFFSET + j,
         lambda k: KEYPOINT_INDEX_OFFSET + k,
         stick_width,

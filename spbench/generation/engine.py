@@ -41,12 +41,17 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def manifest_row(run: RunFolder, method: Method, request: Request) -> dict:
+    from spbench.conditions import CONDITIONS
+
+    condition = {"kind": method.condition, "file": str(run.condition_file(request.sample).relative_to(run.path))}
+    if method.condition in CONDITIONS:  # a drawn pose condition: say how it was drawn
+        condition["render"] = method.condition_render
     return {
         "sample_id": request.sample.sample_id,
         "k": request.k,
         "seed": request.seed,
         "prompt": method.prompt(request.sample),
-        "condition": {"kind": method.condition, "file": str(run.condition_file(request.sample).relative_to(run.path))},
+        "condition": condition,
         "canvas": request.transform.to_dict(),
         "file": str(run.image_file(request).relative_to(run.path)),
         **method.manifest_fields(request),

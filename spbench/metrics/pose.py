@@ -1,18 +1,26 @@
 """Pose mAP: COCO OKS-based keypoint AP of predicted keypoints against the condition pose.
 
-Everything is scored in the canvas frame: ground-truth keypoints, boxes and areas of a sample
-are mapped by its :class:`~spbench.canvas.CanvasTransform` (areas by ``scale_x * scale_y``, which
-is the OKS scale), and predictions come in canvas pixels. Each (sample, k) pair, k the index of the
-generated image of that sample, is one COCO image.
+Two protocols (``spbench.metrics.evaluate.PROTOCOLS``):
 
-Conventions (matching mmpose's top-down evaluation with GT boxes, which the official numbers use):
-- one detection per GT instance, with that instance's category;
+- ``canvas`` (spbench's own): ground-truth keypoints, boxes and areas of a sample are mapped by its
+  :class:`~spbench.canvas.CanvasTransform` (areas by ``scale_x * scale_y``, the OKS scale) and
+  predictions come in canvas pixels; one prediction per GT instance; an instance with no labelled
+  keypoint is dropped with its prediction; no OKS-NMS.
+- ``official`` (:mod:`spbench.metrics.pose_official`): the caller passes an identity transform
+  (images resized back to the original size) and the crop windows; an instance may have no
+  prediction (``None``: box dropped by the box rule, or no labelled keypoint) and stays in the
+  COCO ground truth, where COCOeval ignores it when it has no labelled keypoint (a detection
+  matched to it is ignored, not a false positive); the predictions of an image go through OKS-NMS
+  (crop-window areas, the dataset's sigmas) before COCOeval.
+
+Shared conventions (mmpose's top-down evaluation with GT boxes):
+- each detection has its instance's category;
 - detection score (``score_mode="mmpose"``): mean of the keypoint scores above 0.2 (0 when none)
   times the box score 1.0; ``"mean"`` is the plain mean of all keypoint scores;
 - ``use_categories=True`` keeps COCOeval's per-category AP averaged over categories, which is
   what mmpose reports for AP-10K (species as categories); Human-Art has one category (person);
 - COCOeval's keypoint defaults otherwise: maxDets 20, OKS thresholds .50:.05:.95;
-- no OKS-NMS (mmpose applies it at OKS 0.9; with GT boxes it only matters for near-duplicates);
+- each (sample, k) pair, k the index of the generated image of that sample, is one COCO image;
 - results in percent, rounded to 10 decimals, so a perfect score is exactly 100.0.
 """
 
@@ -28,6 +36,8 @@ from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
 from spbench.metrics.base import Evaluator, coco_ap, spread_over_k, unique_entries
+from spbench.metrics.oks_nms import oks_nms
+from spbench.metrics.pose_official import OfficialPose
 from spbench.schemas import KeypointSchema
 
 # mmpose's ``vis_thr``: keypoints below it do not count towards the rescored detection score.
@@ -35,11 +45,11 @@ MMPOSE_VIS_THR = 0.2
 SCORE_MODES = ("mmpose", "mean")
 
 
-def detection_score(scores: np.ndarray, mode: str = "mmpose") -> float:
+def detection_score(scores: np.ndarray, mode: str = "mmpose", vis_thr: float = MMPOSE_VIS_THR) -> float:
     scores = np.asarray(scores, dtype=np.float64)
     if mode == "mean":
         return float(scores.mean()) if scores.size else 0.0
-    keep = scores[scores > MMPOSE_VIS_THR]
+    keep = scores[scores > vis_thr]
     return float(keep.mean()) if keep.size else 0.0
 
 
@@ -61,21 +71,32 @@ def oks(pred_xy, gt_xy, visibility, area: float, sigmas) -> float:
 class PoseEvaluator(Evaluator):
     name = "pose"
 
-    def __init__(self, schema: KeypointSchema, *, score_mode: str = "mmpose", use_categories: bool = True):
+    def __init__(self, schema: KeypointSchema, *, score_mode: str = "mmpose", use_categories: bool = True,
+                 official: OfficialPose | None = None):
         if score_mode not in SCORE_MODES:
             raise SpbenchError(f"unknown pose score mode {score_mode!r}: use one of {', '.join(SCORE_MODES)}")
         self.schema = schema
         self.score_mode = score_mode
         self.use_categories = use_categories
+        self.official = official
         self.reset()
+
+    @property
+    def _vis_thr(self) -> float:
+        return MMPOSE_VIS_THR if self.official is None else self.official.vis_thr
+
+    @property
+    def protocol(self) -> str:
+        return "canvas" if self.official is None else "official"
 
     def reset(self) -> None:
         self._entries: list[dict] = []
 
     # -- recording -------------------------------------------------------------------------
 
-    def update(self, sample: Sample, transform: CanvasTransform, k: int, predictions: list[np.ndarray]) -> None:
-        """Record image k of ``sample``: GT instances mapped to the canvas, one prediction each."""
+    def update(self, sample: Sample, transform: CanvasTransform, k: int, predictions: list, boxes: list | None = None) -> None:
+        """Record image k of ``sample``: GT instances mapped by ``transform``, one prediction each
+        (official protocol: ``None`` for no prediction, and ``boxes`` the crop windows)."""
         if sample.schema != self.schema.name:
             raise SpbenchError(
                 f"sample {sample.sample_id} uses keypoint schema {sample.schema!r}, "
@@ -86,49 +107,83 @@ class PoseEvaluator(Evaluator):
                 f"sample {sample.sample_id} image {k}: {len(predictions)} predicted poses for "
                 f"{len(sample.instances)} instances (top-down needs one per GT box)"
             )
+        if self.official is not None and (boxes is None or len(boxes) != len(sample.instances)):
+            raise SpbenchError(f"sample {sample.sample_id} image {k}: the official pose protocol needs one crop "
+                               f"window (or None) per instance")
         n = self.schema.num_keypoints
         instances, skipped = [], 0
         for inst, pred in zip(sample.instances, predictions):
-            pred = np.asarray(pred, dtype=np.float64)
-            if pred.shape != (n, 3):
-                raise SpbenchError(
-                    f"sample {sample.sample_id} image {k}: a prediction has shape {pred.shape}, "
-                    f"expected ({n}, 3) for schema {self.schema.name!r} — does the pose model "
-                    f"predict this schema's keypoints?"
-                )
-            if not np.isfinite(pred).all():
-                raise SpbenchError(f"sample {sample.sample_id} image {k}: non-finite predicted keypoints")
             vis = inst.visibility
             if len(vis) != n:
                 raise SpbenchError(f"sample {sample.sample_id}: an instance has {len(vis)} keypoints, expected {n}")
-            if not (vis > 0).any():
+            if pred is None and self.official is None:
+                raise SpbenchError(f"sample {sample.sample_id} image {k}: a missing prediction (canvas protocol predicts every instance)")
+            if pred is not None:
+                pred = self._check_pred(sample, k, pred)
+            if not (vis > 0).any() and self.official is None:
                 # COCOeval ignores such GT; dropping the pair keeps its detection from being a false positive.
                 skipped += 1
                 continue
-            xy = transform.points(inst.xy)
-            gt = np.concatenate([xy, vis[:, None].astype(np.float64)], axis=1)
-            gt[vis == 0] = 0.0  # COCO writes unlabelled keypoints as (0, 0, 0)
-            bbox = transform.bbox(inst.bbox)
-            area = transform.area(inst.area) if inst.area > 0 else bbox[2] * bbox[3]
-            instances.append({
-                "annotation_id": int(inst.annotation_id),
-                "category": inst.category,
-                "bbox": [float(v) for v in bbox],
-                "area": float(area),
-                "keypoints": gt.reshape(-1).tolist(),
-                "num_keypoints": int((vis > 0).sum()),
-                "pred": pred.reshape(-1).tolist(),
-                "score": detection_score(pred[:, 2], self.score_mode),
-            })
+            record = self._ground_truth(inst, transform)
+            record["pred"] = None if pred is None else pred.reshape(-1).tolist()
+            record["score"] = None if pred is None else detection_score(pred[:, 2], self.score_mode, self._vis_thr)
+            instances.append(record)
+        if self.official is not None:
+            self._suppress(instances, boxes)
         self._entries.append({"sample_id": sample.sample_id, "k": int(k), "instances": instances, "skipped": skipped})
 
+    def _check_pred(self, sample: Sample, k: int, pred) -> np.ndarray:
+        n = self.schema.num_keypoints
+        pred = np.asarray(pred, dtype=np.float64)
+        if pred.shape != (n, 3):
+            raise SpbenchError(
+                f"sample {sample.sample_id} image {k}: a prediction has shape {pred.shape}, "
+                f"expected ({n}, 3) for schema {self.schema.name!r} — does the pose model "
+                f"predict this schema's keypoints?"
+            )
+        if not np.isfinite(pred).all():
+            raise SpbenchError(f"sample {sample.sample_id} image {k}: non-finite predicted keypoints")
+        return pred
+
+    @staticmethod
+    def _ground_truth(inst, transform: CanvasTransform) -> dict:
+        vis = inst.visibility
+        xy = transform.points(inst.xy)
+        gt = np.concatenate([xy, vis[:, None].astype(np.float64)], axis=1)
+        gt[vis == 0] = 0.0  # COCO writes unlabelled keypoints as (0, 0, 0)
+        bbox = transform.bbox(inst.bbox)
+        area = transform.area(inst.area) if inst.area > 0 else bbox[2] * bbox[3]
+        return {
+            "annotation_id": int(inst.annotation_id),
+            "category": inst.category,
+            "bbox": [float(v) for v in bbox],
+            "area": float(area),
+            "keypoints": gt.reshape(-1).tolist(),
+            "num_keypoints": int((vis > 0).sum()),
+        }
+
+    def _suppress(self, instances: list[dict], boxes: list) -> None:
+        """OKS-NMS over this image's predictions (official protocol); marks the dropped ones."""
+        have = [i for i, inst in enumerate(instances) if inst["pred"] is not None]
+        for inst in instances:
+            inst["suppressed"] = False
+        if not have:
+            return
+        poses = np.array([np.reshape(instances[i]["pred"], (-1, 3)) for i in have])
+        keep = set(oks_nms(poses, [instances[i]["score"] for i in have], [boxes[i].area for i in have],
+                           self.official.nms_thr, self.schema.sigmas))
+        for j, i in enumerate(have):
+            instances[i]["suppressed"] = j not in keep
+
     def state(self) -> dict:
-        return {"metric": self.name, "schema": self.schema.name, "entries": list(self._entries)}
+        return {"metric": self.name, "schema": self.schema.name, "protocol": self.protocol, "entries": list(self._entries)}
 
     def merge(self, states: list[dict]) -> "PoseEvaluator":
         for st in states:
             if st.get("schema") != self.schema.name:
                 raise SpbenchError(f"cannot merge pose states of schema {st.get('schema')!r} into {self.schema.name!r}")
+            if st.get("protocol", "canvas") != self.protocol:
+                raise SpbenchError(f"cannot merge {st.get('protocol')!r} pose states into a {self.protocol!r} evaluator")
             self._entries.extend(st["entries"])
         return self
 
@@ -149,10 +204,11 @@ class PoseEvaluator(Evaluator):
                     "bbox": inst["bbox"], "area": inst["area"], "iscrowd": 0,
                     "keypoints": inst["keypoints"], "num_keypoints": inst["num_keypoints"],
                 })
-                dts.append({
-                    "image_id": img_id, "category_id": cat_id[inst["category"]],
-                    "keypoints": inst["pred"], "score": inst["score"],
-                })
+                if _detected(inst):
+                    dts.append({
+                        "image_id": img_id, "category_id": cat_id[inst["category"]],
+                        "keypoints": inst["pred"], "score": inst["score"],
+                    })
         with contextlib.redirect_stdout(io.StringIO()):
             gt = COCO()
             gt.dataset = {
@@ -190,6 +246,12 @@ class PoseEvaluator(Evaluator):
         result["schema"] = self.schema.name
         result["score_mode"] = self.score_mode
         result["use_categories"] = self.use_categories
+        result["protocol"] = self.protocol
+        if self.official is not None:
+            insts = [i for e in entries for i in e["instances"]]
+            result["num_ignored_instances"] = sum(i["num_keypoints"] == 0 for i in insts)
+            result["num_undetected_instances"] = sum(i["pred"] is None for i in insts)
+            result["num_suppressed_detections"] = sum(bool(i.get("suppressed")) for i in insts)
         return result
 
     def records(self) -> list[dict]:
@@ -200,13 +262,24 @@ class PoseEvaluator(Evaluator):
             insts = []
             for inst in e["instances"]:
                 gt = np.array(inst["keypoints"]).reshape(-1, 3)
-                pred = np.array(inst["pred"]).reshape(-1, 3)
-                insts.append({
+                rec = {
                     "annotation_id": inst["annotation_id"],
                     "category": inst["category"],
-                    "oks": oks(pred[:, :2], gt[:, :2], gt[:, 2], inst["area"], sigmas),
+                    "oks": None,
                     "score": inst["score"],
                     "num_visible": inst["num_keypoints"],
-                })
+                }
+                if inst["pred"] is not None and inst["num_keypoints"] > 0:
+                    pred = np.array(inst["pred"]).reshape(-1, 3)
+                    rec["oks"] = oks(pred[:, :2], gt[:, :2], gt[:, 2], inst["area"], sigmas)
+                if self.official is not None:
+                    rec["detected"] = inst["pred"] is not None
+                    rec["suppressed"] = bool(inst.get("suppressed"))
+                insts.append(rec)
             out.append({"sample_id": e["sample_id"], "k": e["k"], "instances": insts, "skipped": e["skipped"]})
         return out
+
+
+def _detected(inst: dict) -> bool:
+    """A detection that reaches COCOeval: predicted and not removed by OKS-NMS."""
+    return inst["pred"] is not None and not inst.get("suppressed", False)

@@ -1,8 +1,13 @@
 """Pose estimators for Pose mAP, one interface, top-down on the condition's GT boxes.
 
-``predict(images, samples, transforms)`` returns, for each image, one [K, 3] array (x, y, score)
-per instance of its sample, in canvas pixels. Images must be canvas-sized: the transform defines
-the frame, and a silent resize here would hide a mismatch upstream.
+``predict(images, samples, transforms)`` (canvas protocol) returns, for each image, one [K, 3]
+array (x, y, score) per instance of its sample, in canvas pixels. Images must be canvas-sized: the
+transform defines the frame, and a silent resize here would hide a mismatch upstream.
+
+``predict_boxes(images, samples, boxes, settings)`` (official protocol) takes images at the
+original size and one crop window per instance (None: no prediction) and returns one [K, 3]
+array or None per instance, in original-image pixels; the ViTPose model crops and decodes as the
+official evaluation does (:mod:`spbench.metrics.topdown_crop`, :mod:`spbench.metrics.heatmap_decode`).
 
 - :class:`VitPosePoseModel`: transformers' ViTPose / ViTPose++ (``dataset_index`` picks the
   ViTPose++ expert: 0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K, 5 COCO-WholeBody).
@@ -29,6 +34,8 @@ TINY_PREFIX = "tiny://"
 class PoseModel(Protocol):
     def predict(self, images: list, samples: list[Sample], transforms: list[CanvasTransform]) -> list[list[np.ndarray]]: ...
 
+    def predict_boxes(self, images: list, samples: list[Sample], boxes: list[list], settings) -> list[list]: ...
+
 
 def _check_inputs(images: list, samples: list[Sample], transforms: list[CanvasTransform]) -> None:
     if not (len(images) == len(samples) == len(transforms)):
@@ -39,6 +46,17 @@ def _check_inputs(images: list, samples: list[Sample], transforms: list[CanvasTr
                 f"sample {s.sample_id}: image is {im.size[0]}x{im.size[1]} but its canvas is "
                 f"{t.width}x{t.height}; score images in the frame the condition was drawn in"
             )
+
+
+def _check_original_size(images: list, samples: list[Sample], boxes: list[list]) -> None:
+    if not (len(images) == len(samples) == len(boxes)):
+        raise SpbenchError(f"pose model got {len(images)} images, {len(samples)} samples, {len(boxes)} box lists")
+    for im, s, b in zip(images, samples, boxes):
+        if len(b) != len(s.instances):
+            raise SpbenchError(f"sample {s.sample_id}: {len(b)} crop windows for {len(s.instances)} instances")
+        if im is not None and tuple(im.size) != (s.width, s.height):
+            raise SpbenchError(f"sample {s.sample_id}: image is {im.size[0]}x{im.size[1]}, the official protocol "
+                               f"scores it at the original size {s.width}x{s.height}")
 
 
 def canvas_boxes(sample: Sample, transform: CanvasTransform) -> list[list[float]]:
@@ -62,14 +80,21 @@ class OraclePoseModel:
             out.append([np.concatenate([t.points(i.xy), np.ones((len(i.keypoints), 1))], axis=1) for i in s.instances])
         return out
 
+    def predict_boxes(self, images, samples, boxes, settings):
+        """The condition keypoints (original frame), score 1.0, for each instance given a window."""
+        _check_original_size(images, samples, boxes)
+        return [[None if b is None else np.concatenate([i.xy, np.ones((len(i.keypoints), 1))], axis=1)
+                 for i, b in zip(s.instances, bs)] for s, bs in zip(samples, boxes)]
+
 
 class VitPosePoseModel:
     """transformers' ``VitPoseForPoseEstimation`` with its ``VitPoseImageProcessor``.
 
     Crops of all GT boxes are batched across images (``batch_size`` crops per forward). With
-    ``flip_test`` (the official protocol) the heatmaps of the horizontally flipped crop, swapped
-    back with the schema's flip pairs, are averaged in, as ViTPose's test config does (UDP: no
-    heatmap shift).
+    ``flip_test`` the heatmaps of the horizontally flipped crop, swapped back with the schema's
+    flip pairs, are averaged in. ``predict`` (canvas protocol) crops and decodes with the
+    transformers processor (no heatmap shift); ``predict_boxes`` (official protocol) crops,
+    flips back and decodes as the official mmpose configs do.
     """
 
     def __init__(self, model_id_or_path: str, dataset_index: int | None = None, device: str = "cpu",
@@ -186,6 +211,61 @@ class VitPosePoseModel:
                     for p in per_image
                 ]
         return results
+
+    def predict_boxes(self, images, samples, boxes, settings):
+        """Official top-down (images at the original size): our crop of each window, the model's
+        heatmaps with the flip test of ``settings``, our decoding."""
+        from spbench.metrics.heatmap_decode import decode_default, decode_udp
+        from spbench.metrics.topdown_crop import crop, to_pixel_values
+
+        _check_original_size(images, samples, boxes)
+        results: list[list] = [[None] * len(s.instances) for s in samples]
+        todo = [(i, j) for i, bs in enumerate(boxes) for j, b in enumerate(bs) if b is not None]
+        if not todo:
+            return results
+        schema = get_schema(samples[todo[0][0]].schema)
+        if any(s.schema != schema.name for s in samples):
+            raise SpbenchError("pose model got samples of different keypoint schemas in one call")
+        self._check_head(schema)
+        self._check_input_size(settings.input_size)
+        arrays: dict[int, np.ndarray] = {}
+        for start in range(0, len(todo), self.batch_size):
+            part = todo[start:start + self.batch_size]
+            crops = []
+            for i, j in part:
+                if i not in arrays:
+                    arrays[i] = np.asarray(images[i].convert("RGB"))
+                crops.append(crop(arrays[i], boxes[i][j], settings.input_size, settings.udp))
+            heatmaps = self._flip_tested_heatmaps(to_pixel_values(crops), schema.flip_pairs, settings.flip_shift)
+            windows = [boxes[i][j] for i, j in part]
+            decoded = decode_udp(heatmaps, windows) if settings.udp else decode_default(heatmaps, windows)
+            for (i, j), pose in zip(part, decoded):
+                results[i][j] = pose
+        return results
+
+    def _check_input_size(self, input_size: tuple[int, int]) -> None:
+        h, w = (int(v) for v in self.model.config.backbone_config.image_size)
+        if (w, h) != tuple(input_size):
+            raise SpbenchError(f"pose model {self.name!r} takes {w}x{h} inputs, the official protocol crops "
+                               f"{input_size[0]}x{input_size[1]}")
+
+    def _flip_tested_heatmaps(self, pixel_values, flip_pairs, shift: bool) -> np.ndarray:
+        """Heatmaps [N, K, h, w] as numpy; with flip_test, averaged with those of the mirrored
+        crop put back by :func:`~spbench.metrics.heatmap_decode.flip_back` (mmpose's order)."""
+        import torch
+
+        from spbench.metrics.heatmap_decode import flip_back
+
+        pv = pixel_values.to(self.device, dtype=next(self.model.parameters()).dtype)
+        kwargs = {}
+        if self.dataset_index is not None:
+            kwargs["dataset_index"] = torch.full((len(pv),), self.dataset_index, dtype=torch.long, device=self.device)
+        with torch.inference_mode():
+            hm = self.model(pv, **kwargs).heatmaps.float().cpu().numpy()
+            if self.flip_test:
+                mirrored = self.model(pv.flip(-1), **kwargs).heatmaps.float().cpu().numpy()
+                hm = (hm + flip_back(mirrored, flip_pairs, shift)) * 0.5
+        return hm
 
 
 def _require_scipy() -> None:
