@@ -12,8 +12,22 @@ from rich.table import Table
 
 from spbench.errors import SpbenchError
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(stderr: bool = False) -> Console:
+    """A terminal's own width; into a pipe or file (and COLUMNS unset) no wrapping at rich's
+    default 80 columns, so logs and `| grep` see whole lines and tables."""
+    import os
+
+    stream = sys.stderr if stderr else sys.stdout
+    try:
+        terminal = stream.isatty()
+    except (AttributeError, ValueError):
+        terminal = False
+    width = None if terminal or os.environ.get("COLUMNS") else 100_000
+    return Console(stderr=stderr, width=width)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 app = typer.Typer(
     name="spbench",
@@ -47,10 +61,11 @@ Steps = Annotated[Optional[int], typer.Option(help="Sampler steps (protocol: Uni
 Out = Annotated[str, typer.Option("--out", "-o", help="Folder that receives the run folder.")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override any setting: --set generation.guidance_scale=5 --set models.base=/weights/sd15")]
 Variant = Annotated[Optional[str], typer.Option(help="A named variant of the method (ablation rows).")]
-Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a model folder, a hub id, or a `spbench train` checkpoint-<step> folder.")]
+Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a model folder, a hub id, or a `spbench train` `checkpoint-<step>` folder.")]
 Metrics = Annotated[str, typer.Option(help="Comma-separated metrics to compute (available: pose, clip, fid, det).")]
-Protocol = Annotated[str, typer.Option(help="all: score every image; official: pose on the first image per prompt only, as the official AP-10K evaluation.")]
-PoseModel = Annotated[Optional[str], typer.Option(help="Pose estimator: hub id, folder, or `oracle` (returns the condition pose; scores 100).")]
+Protocol = Annotated[Optional[str], typer.Option(help="Pose-scoring protocol (default: the profile's evaluation.protocol). official: as the official SP-Ctrl evaluation (original image frame, mmpose decoding; README \"Fidelity\"); canvas: spbench's own, in the canvas frame, every image.")]
+PoseModel = Annotated[Optional[str], typer.Option(help="Pose estimator: hub id, folder, or `oracle` (returns the condition pose; scores 100). Another model than the run's is a diagnostic: its score is stored as `pose@<model>`, beside the run's pose score.")]
+RunName = Annotated[Optional[str], typer.Option("--name", help="Name of the run folder under --out (default: `<dataset>-<split>-<method>[-<variant>]-<profile>[-<checkpoint>]`).")]
 
 
 def _flags(method, dataset, data_root, ann, split, limit, samples, batch_size, seed, steps, variant, checkpoint) -> dict:
@@ -65,17 +80,22 @@ def _flags(method, dataset, data_root, ann, split, limit, samples, batch_size, s
     }
 
 
-def _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint):
+def _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint,
+              check=None, name=None, keep_lock=False):
     from spbench import harness
 
     prep = harness.prepare(
         _flags(method, dataset, data_root, ann, split, limit, samples, batch_size, seed, steps, variant, checkpoint),
-        profile, sets or [], out,
+        profile, sets or [], out, name=name,
     )
+    if check is not None:  # what scoring will need, checked before any image is made
+        check(prep)
     main_process = harness.is_main_process()
-    if prep.config["profile"]["tiny"] and main_process:
-        err_console.print("[yellow]tiny profile: random models — the images and numbers check the machinery, they are not results[/]")
-    counts = harness.generate(prep)
+    tiny_models = [v for v in prep.config["models"].values() if isinstance(v, str) and v.startswith("tiny://")]
+    if (prep.config["profile"]["tiny"] or tiny_models) and main_process:
+        what = "tiny profile" if prep.config["profile"]["tiny"] else "tiny model(s) " + ", ".join(tiny_models)
+        err_console.print(f"[yellow]{what}: random models — the images and numbers check the machinery, they are not results[/]")
+    counts = harness.generate(prep, keep_lock=keep_lock)
     if main_process:
         console.print(f"run folder: {prep.run.path}  ({counts['requests']} images, {counts['skipped']} already there)")
     return prep
@@ -87,7 +107,7 @@ def run(
     data_root: DataRoot = None, ann: Ann = None, split: SplitOpt = None, limit: Limit = None,
     samples: Samples = None, batch_size: BatchSize = None, seed: Seed = None, steps: Steps = None,
     out: Out = "./spbench-runs", sets: Sets = None, variant: Variant = None, checkpoint: Checkpoint = None,
-    metrics: Metrics = "pose", pose_model: PoseModel = None, protocol: Protocol = "all",
+    metrics: Metrics = "pose", pose_model: PoseModel = None, protocol: Protocol = None, name: RunName = None,
 ):
     """Generate and score one method on one dataset; writes images, manifest.jsonl and result.json.
 
@@ -104,7 +124,12 @@ def run(
     from spbench import harness
 
     metric_names = harness.parse_metrics(metrics)
-    prep = _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint)
+
+    def check(prep):
+        harness.check_scoring(prep.config, metric_names, pose_model, protocol, prep.method_cls.name)
+
+    prep = _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint,
+                     check=check, name=name, keep_lock=True)  # the run folder stays locked through scoring
     record, path = harness.evaluate(prep.run.path, metric_names, pose_model, protocol)
     _print_record(record, path)
 
@@ -115,6 +140,7 @@ def generate(
     data_root: DataRoot = None, ann: Ann = None, split: SplitOpt = None, limit: Limit = None,
     samples: Samples = None, batch_size: BatchSize = None, seed: Seed = None, steps: Steps = None,
     out: Out = "./spbench-runs", sets: Sets = None, variant: Variant = None, checkpoint: Checkpoint = None,
+    name: RunName = None,
 ):
     """Generate images only (score them later with `spbench evaluate RUN_DIR`).
 
@@ -122,7 +148,8 @@ def generate(
 
         spbench generate --method controlnet --dataset sample --profile tiny --steps 10 --out runs
     """
-    _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint)
+    _generate(method, dataset, profile, data_root, ann, split, limit, samples, batch_size, seed, steps, out, sets, variant, checkpoint,
+              name=name)
 
 
 @app.command()
@@ -130,7 +157,7 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="A run folder written by `spbench generate` or `spbench run`.")],
     metrics: Metrics = "pose",
     pose_model: PoseModel = None,
-    protocol: Protocol = "all",
+    protocol: Protocol = None,
 ):
     """Score a run folder and write its result.json.
 
@@ -186,6 +213,9 @@ def data_show(
     from spbench.files import atomic_save_image
 
     s = load_split(dataset, split, data_root, ann).limit(limit)
+    from spbench.data.registry import check_image_files
+
+    check_image_files(s, ann)
     rows = []
     for sample in s.samples:
         transform = CanvasTransform.fit(sample.width, sample.height, canvas, canvas_mode)
@@ -199,7 +229,7 @@ def data_show(
 def train(
     method: Method = "controlnet", variant: Variant = None, dataset: Dataset = "sample", profile: Profile = "tiny",
     data_root: DataRoot = None, ann: Ann = None, split: SplitOpt = None, limit: Limit = None,
-    out: Annotated[str, typer.Option("--out", "-o", help="Output folder: checkpoint-<step>/, train.json, steps.jsonl, validation/, logs/.")] = "./spbench-train",
+    out: Annotated[str, typer.Option("--out", "-o", help="Output folder: `checkpoint-<step>/`, train.json, steps.jsonl, validation/, logs/.")] = "./spbench-train",
     max_steps: Annotated[Optional[int], typer.Option(help="Optimiser steps to train (wins over --epochs).", min=1)] = None,
     epochs: Annotated[int, typer.Option(help="Epochs when --max-steps is not given (paper: 800 AP-10K, 300 Human-Art).", min=1)] = 1,
     batch_size: Annotated[int, typer.Option(help="Images per step and process (paper: 20 at 512x512).", min=1)] = 20,
@@ -216,7 +246,7 @@ def train(
     kcl_source: Annotated[str, typer.Option(help="Whose cross-attention the loss reads: controlnet or unet.")] = "controlnet",
     kcl_blocks: Annotated[str, typer.Option(help="Comma-separated blocks whose attn2 layers are read (paper: down_blocks.2).")] = "down_blocks.2",
     kcl_uint8_target_quirk: Annotated[bool, typer.Option(help="Reproduce the official SP-Ctrl target (0-255 heatmap without /255: near-binary).")] = False,
-    checkpointing_steps: Annotated[int, typer.Option(help="Save checkpoint-<step>/ every N steps (the last step is always saved).", min=1)] = 500,
+    checkpointing_steps: Annotated[int, typer.Option(help="Save `checkpoint-<step>/` every N steps (the last step is always saved).", min=1)] = 500,
     checkpoints_total_limit: Annotated[Optional[int], typer.Option(help="Keep only the newest N checkpoints.", min=1)] = None,
     validation_steps: Annotated[Optional[int], typer.Option(help="Write validation images every N steps (off by default).", min=1)] = None,
     validation_samples: Annotated[int, typer.Option(help="Samples per validation.", min=1)] = 2,
@@ -415,26 +445,72 @@ def _print_record(record: dict, path: Path) -> None:
     t = Table(title=f"{record['method']['name']} on {record['dataset']['name']}/{record['dataset']['split']}")
     for col in ("metric", "all images", *(f"k={k}" for k in ks), "mean ± std over k"):
         t.add_column(col, justify="right")
+    flagged = []
     for name, result in metrics.items():
-        for label, key in HEADLINES.get(name, []):
+        base, _, model = name.partition("@")  # pose@oracle: a diagnostic score, shown as such
+        if result.get("invalid"):
+            flagged.append(f"{name}: invalid — {result['invalid']}")
+        for label, key in HEADLINES.get(base, []):
             per_k = result.get("per_k", {})
             spread = ""
-            if key == HEADLINES[name][0][1] and result.get("mean_over_k") is not None:
+            if key == HEADLINES[base][0][1] and result.get("mean_over_k") is not None:
                 std = result.get("std_over_k")
                 spread = _fmt(result["mean_over_k"]) + (f" ± {std:.2f}" if std is not None else "")
+            label += f" @{model} (diagnostic)" if model else ""
+            label += " (invalid)" if result.get("invalid") else ""
             t.add_row(label, _fmt(result.get(key)), *(_fmt(per_k.get(k, {}).get(key)) for k in ks), spread)
     console.print(t)
+    for line in flagged:
+        console.print(line, style="bold red", markup=False, highlight=False)
     if record.get("tiny"):
         console.print(f"[yellow]{record['note']}[/]")
     console.print(f"result record: {path}")
 
 
+def _usage_error_line(e) -> str:
+    """A click usage error (bad option value, unknown option, ...) as one line, not typer's box."""
+    message = " ".join(e.format_message().split())
+    ctx = getattr(e, "ctx", None)
+    hint = f" (`{ctx.command_path} --help` lists the options)" if ctx is not None else ""
+    return f"error: {message}{hint}"
+
+
+def _click_errors() -> tuple[type, ...]:
+    """The exception base of click's errors: typer's vendored click and click itself."""
+    bases: list[type] = [typer.Abort]
+    if hasattr(typer, "TyperException"):
+        bases.append(typer.TyperException)
+    try:
+        import click
+
+        bases += [click.ClickException, click.exceptions.Abort]
+    except ImportError:
+        pass
+    return tuple(bases)
+
+
+INTERRUPTED = "interrupted: finished images are kept; run the same command again to resume"
+
+
 def main() -> None:
     try:
-        app()
+        # Not standalone: click's usage errors come here, to be printed as one line.
+        code = app(standalone_mode=False)
     except SpbenchError as e:
         err_console.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
+    except _click_errors() as e:
+        name = type(e).__name__
+        if name == "NoArgsIsHelpError":  # the help was printed already
+            sys.exit(getattr(e, "exit_code", 2))
+        if name == "Abort" or not hasattr(e, "format_message"):
+            err_console.print("aborted", markup=False, highlight=False)
+            sys.exit(1)
+        err_console.print(_usage_error_line(e), markup=False, highlight=False, soft_wrap=True)
+        sys.exit(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
-        err_console.print("interrupted: finished images are kept; run the same command again to resume")
+        err_console.print(INTERRUPTED, markup=False, highlight=False, soft_wrap=True)
         sys.exit(130)
+    if code == 130:  # typer turns Ctrl-C into exit status 130 without a word
+        err_console.print(INTERRUPTED, markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code if isinstance(code, int) else 0)

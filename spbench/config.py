@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
+import os
 from importlib import resources
 from pathlib import Path
 
@@ -44,11 +46,17 @@ DEFAULTS: dict = {
         "batch_size": 4,
         "canvas": 512,
         "canvas_mode": "stretch",
+        # How pose conditions are drawn: official (at the original image size, radius/stick 4,
+        # then resized to the canvas as the official inference does) | native (on the canvas).
+        "condition_render": "official",
         "dtype": "auto",  # auto: float16 on CUDA, float32 on CPU
         "compile": False,  # torch.compile the UNet and ControlNet (pays off over long runs; BENCHMARKS.md)
     },
     "evaluation": {
         "metrics": "pose",
+        # official: the official SP-Ctrl evaluation (original frame, mmpose decoding, see README
+        # "Fidelity") | canvas: spbench's own, everything in the canvas frame, every k.
+        "protocol": "official",
         "pose_batch_size": 16,
         "clip_text": "descriptions",  # keypoint tokens -> their words (the paper); tokens | caption
         "clip_group_by": "auto",      # average per species (AP-10K) / scene (Human-Art), then over groups
@@ -82,6 +90,7 @@ def load_profile(name_or_path: str) -> dict:
             raise SpbenchError(f"profile file {path} does not exist: pass an existing YAML file or one of {', '.join(profile_names())}")
         text = path.read_text()
         name = path.stem
+        profile_file = path
     else:
         names = profile_names()
         if name_or_path not in names:
@@ -90,6 +99,8 @@ def load_profile(name_or_path: str) -> dict:
             raise SpbenchError(f"unknown profile {name_or_path!r}{hint} (known: {', '.join(names)}, or a path to a YAML file)")
         text = (resources.files("spbench.configs") / "profiles" / f"{name_or_path}.yaml").read_text()
         name = name_or_path
+        # Packaged profiles name paths relative to where spbench runs (README: ./weights/).
+        profile_file = None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
@@ -100,7 +111,35 @@ def load_profile(name_or_path: str) -> dict:
     if unknown:
         raise SpbenchError(f"profile {name_or_path}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(PROFILE_KEYS))}")
     data["name"] = name
+    if profile_file is not None:
+        _resolve_profile_paths(data, profile_file)
     return data
+
+
+def _resolve_profile_paths(data: dict, profile_file: Path) -> None:
+    """Model paths in a profile file are relative to that file, not to the working directory:
+    ``./x``, ``../x`` and ``~/x`` always are paths; any other relative value is a path when it
+    exists next to the profile, else it stays what it is (a hub id such as ``org/name``)."""
+    folder = profile_file.resolve().parent
+
+    def fix(value):
+        if not isinstance(value, str) or not value or "://" in value or value == "oracle" or os.path.isabs(value):
+            return value
+        if value.startswith("~"):
+            return os.path.expanduser(value)
+        if value in (".", "..") or value.startswith(("./", "../", ".\\", "..\\")) or (folder / value).exists():
+            return os.path.normpath(folder / value)
+        return value
+
+    models = data.get("models")
+    if isinstance(models, dict):
+        for key, value in models.items():
+            models[key] = fix(value)
+    pose_models = data.get("pose_models")
+    if isinstance(pose_models, dict):
+        for entry in pose_models.values():
+            if isinstance(entry, dict) and "id" in entry:
+                entry["id"] = fix(entry["id"])
 
 
 def resolve(profile: dict, schema: str, flags: dict, sets: list[str]) -> dict:
@@ -151,7 +190,7 @@ def set_key(cfg: dict, dotted: str, value, source: str | None = None) -> None:
         if i < len(parts) - 1:
             node = node[part]
     leaf = parts[-1]
-    node[leaf] = _coerce(node[leaf], value, source)
+    node[leaf] = _check_value(dotted, _coerce(node[leaf], value, source), source)
 
 
 def _coerce(old, value, source):
@@ -172,17 +211,55 @@ def _coerce(old, value, source):
     raise SpbenchError(f"{source}: expected {type(old).__name__}, got {value!r}")
 
 
-def _merge(cfg: dict, update: dict, source: str) -> None:
+def _merge(cfg: dict, update: dict, source: str, prefix: str = "") -> None:
     for key, value in update.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):
-            _merge(cfg[key], value, source)
+            _merge(cfg[key], value, source, f"{prefix}{key}.")
         else:
-            set_key_flat(cfg, key, value, source)
+            set_key_flat(cfg, key, value, source, prefix)
 
 
-def set_key_flat(node: dict, key: str, value, source: str) -> None:
+def set_key_flat(node: dict, key: str, value, source: str, prefix: str = "") -> None:
     if key not in node:
         close = difflib.get_close_matches(key, list(node), n=1)
         hint = f" — did you mean {close[0]!r}?" if close else ""
         raise SpbenchError(f"{source}: unknown setting {key!r}{hint}")
-    node[key] = _coerce(node[key], value, source)
+    node[key] = _check_value(prefix + key, _coerce(node[key], value, source), source)
+
+
+def _is_count(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _is_finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# Values checked where they are set (profile, flag or --set), so a typo costs seconds, not a
+# generation: dotted key -> (test, what is expected).
+VALUE_RULES: dict = {
+    "generation.canvas": (lambda v: _is_count(v) and v % 8 == 0,
+                          "a positive multiple of 8 (the VAE works on 8x8-pixel blocks), e.g. 512"),
+    "generation.batch_size": (_is_count, "an integer >= 1"),
+    "generation.steps": (_is_count, "an integer >= 1 (protocol: 50)"),
+    "generation.samples": (_is_count, "an integer >= 1 (protocol: 3)"),
+    "generation.guidance_scale": (_is_finite, "a finite number (protocol: 7.5)"),
+    "generation.conditioning_scale": (_is_finite, "a finite number (protocol: 1.0)"),
+    "generation.canvas_mode": (lambda v: v in ("stretch", "letterbox"), "stretch or letterbox"),
+    "generation.seed": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
+    "dataset.limit": (lambda v: v is None or _is_count(v), "an integer >= 1 (or null for the whole split)"),
+    "evaluation.pose_batch_size": (_is_count, "an integer >= 1"),
+    "evaluation.clip_batch_size": (_is_count, "an integer >= 1"),
+    "evaluation.fid_batch_size": (_is_count, "an integer >= 1"),
+    "evaluation.det_batch_size": (_is_count, "an integer >= 1"),
+    "evaluation.det_box_threshold": (_is_finite, "a finite number"),
+}
+
+
+def _check_value(dotted: str, value, source: str):
+    rule = VALUE_RULES.get(dotted)
+    if rule is not None and not rule[0](value):
+        where = "" if source == dotted else f"{source}: "
+        raise SpbenchError(f"{where}{dotted} must be {rule[1]}, got {value!r}; "
+                           f"fix it with --set {dotted}=VALUE or in the profile")
+    return value

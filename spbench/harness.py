@@ -26,9 +26,31 @@ class PreparedRun:
     method_cls: type
 
 
-def prepare(flags: dict, profile: str, sets: list[str], out: str) -> PreparedRun:
-    """Resolve config, dataset split and method class; nothing heavy is imported or loaded."""
-    from spbench.data.registry import load_split
+# The model setting a method's --checkpoint stands in for (a method class may set `checkpoint_model`).
+CHECKPOINT_MODELS = {"controlnet": "controlnet", "t2i-adapter": "t2i_adapter"}
+
+
+def checkpoint_label(checkpoint: str) -> str:
+    """The run folder's name part for ``--checkpoint``: the folder's name, with the training folder
+    for a `spbench train` checkpoint (``train-tiny/checkpoint-20/spctrl`` -> ``train-tiny-checkpoint-20``)."""
+    import re
+
+    parts = [p for p in str(checkpoint).replace("\\", "/").rstrip("/").split("/") if p not in ("", ".")]
+    if len(parts) >= 2 and re.fullmatch(r"checkpoint-\d+", parts[-2]):
+        parts = parts[-3:-1]            # OUT/checkpoint-N/<model folder>
+    elif parts and re.fullmatch(r"checkpoint-\d+", parts[-1]):
+        parts = parts[-2:]              # OUT/checkpoint-N
+    else:
+        parts = parts[-1:]
+    return re.sub(r"[^A-Za-z0-9._+-]+", "-", "-".join(parts)).strip("-.") or "checkpoint"
+
+
+def prepare(flags: dict, profile: str, sets: list[str], out: str, name: str | None = None) -> PreparedRun:
+    """Resolve config, dataset split and method class; nothing heavy is imported or loaded.
+
+    The run folder is ``OUT/<dataset>-<split>-<method>[-<variant>]-<profile>[-<checkpoint>]``, or
+    ``OUT/<name>`` with ``name`` (``--name``)."""
+    from spbench.data.registry import check_image_files, load_split, resolve_annotation_file
     from spbench.methods.registry import get_method_class
 
     d = {k[len("dataset."):]: v for k, v in flags.items() if k.startswith("dataset.")}
@@ -36,6 +58,8 @@ def prepare(flags: dict, profile: str, sets: list[str], out: str) -> PreparedRun
     split = split.limit(d.get("limit"))
     if len(split) == 0:
         raise SpbenchError(f"dataset {split.dataset!r} split {split.name!r} has no usable samples (`spbench data check` shows why)")
+    # Before any image is made: every image file opens and has the annotated size (headers only).
+    check_image_files(split, resolve_annotation_file(d.get("name") or "sample", d.get("split"), d.get("data_root"), d.get("ann"))[1])
     schema = split.samples[0].schema
     config = resolve(load_profile(profile), schema, flags, sets)
     config["dataset"]["name"], config["dataset"]["split"] = split.dataset, split.name
@@ -47,7 +71,24 @@ def prepare(flags: dict, profile: str, sets: list[str], out: str) -> PreparedRun
         raise SpbenchError(f"method {method_cls.name!r} has no variant {variant!r} (variants: {known})")
     if method_cls.fixed_samples is not None:
         config["generation"]["samples"] = method_cls.fixed_samples
-    name = "-".join(str(p) for p in (split.dataset, split.name, method_cls.name, variant, config["profile"]["name"]) if p)
+    if getattr(method_cls, "uses_base_model", True) and not config["models"]["base"]:
+        raise SpbenchError(
+            f"profile {config['profile']['name']}: models.base is not set (the Stable Diffusion 1.5 that "
+            f"{method_cls.name} generates with); add `models: {{base: ID_OR_FOLDER}}` to the profile "
+            "or pass --set models.base=ID_OR_FOLDER"
+        )
+    checkpoint = config["method"]["checkpoint"]
+    role = getattr(method_cls, "checkpoint_model", None) or CHECKPOINT_MODELS.get(method_cls.name)
+    if checkpoint and role in config["models"]:
+        config["models"][role] = checkpoint  # the config shows what --checkpoint replaced
+    if name is not None:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9._+@=-]+", name) or name in (".", ".."):
+            raise SpbenchError(f"--name {name!r}: use letters, digits and . _ + - @ = only (it names a folder under --out)")
+    else:
+        tag = checkpoint_label(checkpoint) if checkpoint else None
+        name = "-".join(str(p) for p in (split.dataset, split.name, method_cls.name, variant, config["profile"]["name"], tag) if p)
     return PreparedRun(config, split, RunFolder(Path(out) / name), method_cls)
 
 
@@ -85,13 +126,23 @@ def is_main_process() -> bool:
     return _state().is_main_process
 
 
-def generate(prep: PreparedRun) -> dict:
+def generate(prep: PreparedRun, keep_lock: bool = False) -> dict:
+    """Generate the run's missing images. The run folder is locked while this runs (a second
+    process into the same folder stops with a one-line message); ``keep_lock`` keeps it held for
+    the scoring that follows in the same command."""
+    from spbench.generation.lock import run_lock
+
+    state = _state()
+    with run_lock(prep.run.path, enabled=state.is_main_process, keep=keep_lock):
+        return _generate_locked(prep, state)
+
+
+def _generate_locked(prep: PreparedRun, state) -> dict:
     import torch
 
     from spbench.generation import engine
     from spbench.methods.base import GenerationSettings, MethodContext
 
-    state = _state()
     cfg = prep.config
     limit_cpu_threads(cfg)
     device = state.device
@@ -110,7 +161,13 @@ def generate(prep: PreparedRun) -> dict:
                    "checkpoint": cfg["method"]["checkpoint"]},
         "models": method.identity(),
     }
+    if reads_reference_images(method):
+        # Their images or conditions come from the image files: a resumed run must find the same.
+        run_info["dataset"]["reference_images"] = reference_image_sizes(prep.split)
     if state.is_main_process:
+        from spbench.results.models import generation_weights
+
+        run_info["weights"] = generation_weights(run_info["models"])  # paths or hub ids, fingerprinted
         prep.run.start(cfg, run_info, list(prep.split.samples))
     state.wait_for_everyone()
     settings = GenerationSettings.from_config(cfg["generation"])
@@ -118,6 +175,101 @@ def generate(prep: PreparedRun) -> dict:
         counts = engine.generate(prep.run, method, requests, settings, cfg["generation"]["batch_size"], state,
                                  progress if state.is_main_process else None, cfg["generation"]["compile"])
     return counts
+
+
+def reads_reference_images(method) -> bool:
+    """Whether a method's conditions (or images) are made from the dataset's image files (the real
+    row, depth, masks) rather than from the annotations alone."""
+    from spbench.methods.base import Method
+
+    return type(method).condition_image is not Method.condition_image
+
+
+def reference_image_sizes(split: Split) -> dict:
+    """sample id -> size in bytes of its image file (None when missing): cheap to take, and it
+    changes when another file stands under the same name."""
+    import os
+
+    sizes = {}
+    for sample in split.samples:
+        try:
+            sizes[sample.sample_id] = os.path.getsize(split.image_path(sample))
+        except OSError:
+            sizes[sample.sample_id] = None
+    return sizes
+
+
+def check_scoring(config: dict, metrics: list[str], pose_model: str | None = None,
+                  protocol: str | None = None, method: str | None = None) -> str:
+    """Check, in seconds, what scoring will need, so that a typo is found before a generation:
+    the protocol and the model of each chosen metric (a local path must exist; a hub id must be
+    in the local cache when HF_HUB_OFFLINE is set). Returns the resolved protocol."""
+    from spbench.metrics.evaluate import resolve_protocol
+
+    protocol = resolve_protocol(protocol, config)
+    models = config["models"]
+    for name in metrics:
+        if name == "pose":
+            setting = "--pose-model" if pose_model else "models.pose"
+            _check_model(pose_model or models.get("pose"), "pose model", setting, ("oracle", "tiny://vitpose"),
+                         " (convert the paper's mmpose checkpoint into it with `spbench convert vitpose`)")
+        elif name == "clip":
+            _check_model(models.get("clip"), "CLIP model", "models.clip", ("tiny://clip",))
+        elif name == "det":
+            _check_model(models.get("detector"), "detector (Grounding-DINO)", "models.detector",
+                         ("oracle", "tiny://grounding-dino"))
+        elif name == "fid" and method != "real":  # the Real Image row has no FID
+            import os
+
+            from spbench.metrics.fid import INCEPTION_NAME, TINY_INCEPTION, inception_weights
+
+            spec = models.get("inception")
+            if not spec:
+                raise SpbenchError("no FID Inception weights configured: set models.inception to "
+                                   "pt_inception-2015-12-05 or a .pth / .safetensors path")
+            if str(spec).startswith("tiny://"):
+                if spec != TINY_INCEPTION:
+                    raise SpbenchError(f"unknown tiny FID extractor {spec!r} (models.inception): use {TINY_INCEPTION}")
+            elif spec != INCEPTION_NAME or os.environ.get("HF_HUB_OFFLINE"):
+                inception_weights(str(spec))  # a path must exist; offline, the named file must be cached
+    return protocol
+
+
+def _check_model(spec, role: str, setting: str, builtin: tuple[str, ...], folder_hint: str = "") -> None:
+    import os
+
+    if isinstance(spec, dict):  # {"model": ..., "dataset_index": ...}
+        spec = spec.get("model") or spec.get("name")
+    if not spec:
+        raise SpbenchError(f"no {role} configured: set {setting} to a hub id or a local folder")
+    spec = os.fspath(spec)
+    if spec in builtin:
+        return
+    if spec.startswith("tiny://"):
+        raise SpbenchError(f"unknown {role} {spec!r} ({setting}): use one of {', '.join(builtin)}, a hub id or a folder")
+    path = os.path.expanduser(spec)
+    if spec.startswith((".", "/", "~")) or os.path.isabs(spec) or os.path.exists(path):
+        if not os.path.isdir(path):
+            raise SpbenchError(f"{role} folder {spec} does not exist{folder_hint}; fix {setting} (a local folder or a hub id)")
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise SpbenchError(f"{role} folder {spec} has no config.json: pass the folder a model was saved to "
+                               f"with save_pretrained ({setting})")
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = try_to_load_from_cache(spec, "config.json")
+        except Exception:  # not a valid repo id either
+            cached = None
+        if not isinstance(cached, str):
+            raise SpbenchError(
+                f"{role} {spec!r} is neither a local folder nor in the Hugging Face cache, and HF_HUB_OFFLINE is set: "
+                f"download it where there is network (`hf download {spec} --local-dir DIR`) and pass --set {setting}=DIR"
+                if setting != "--pose-model" else
+                f"{role} {spec!r} is neither a local folder nor in the Hugging Face cache, and HF_HUB_OFFLINE is set: "
+                f"download it where there is network (`hf download {spec} --local-dir DIR`) and pass --pose-model DIR"
+            )
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -133,25 +285,59 @@ def parse_metrics(text: str) -> list[str]:
 
 
 def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = None,
-             protocol: str = "all") -> tuple[dict, Path]:
-    """Score a finished run folder; writes result.json and per_image.jsonl, returns the record."""
-    from spbench.metrics.evaluate import PROTOCOLS, ScoringContext, scoring_function
-    from spbench.results.record import build_record
+             protocol: str | None = None, keep_lock: bool = False) -> tuple[dict, Path]:
+    """Score a finished run folder; adds the scores to result.json and per_image.jsonl (metrics
+    merge by name into the record the folder has, when it scored the same images), returns the
+    record.
 
-    if protocol not in PROTOCOLS:
-        raise SpbenchError(f"unknown --protocol {protocol!r}: use {' or '.join(PROTOCOLS)}")
+    Pose scored with a diagnostic pose model (``oracle``, or ``pose_model`` other than the run's
+    ``models.pose``) is stored under its own key, ``pose@<model>``, flagged ``diagnostic``: it never
+    replaces or passes for the protocol's ``pose``. AP-10K pose from a model without an AP-10K
+    head is flagged ``invalid`` with the reason."""
+    from spbench.generation.lock import run_lock
+    from spbench.metrics.evaluate import ScoringContext, resolve_protocol
 
     state = _state()
     run = RunFolder(run_dir)
     info = run.read_run()
-    manifest = run.read_manifest()
-    if state.is_main_process:
-        run.verify_images(manifest)
-    limit_cpu_threads(info["config"])
-    ctx = ScoringContext(run, info, run.read_samples(), str(state.device), {"pose_model": pose_model, "protocol": protocol})
+    # The protocol and the model of every chosen metric, checked before any image is decoded.
+    protocol = check_scoring(info["config"], metrics, pose_model, protocol, (info.get("method") or {}).get("name"))
+    with run_lock(run.path, enabled=state.is_main_process, keep=keep_lock):
+        if state.is_main_process:
+            # A killed evaluation (or generation) can leave its temporary file behind; under the
+            # lock nobody else is writing here.
+            for stale in run.path.rglob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+        manifest = run.read_manifest()
+        if state.is_main_process:
+            run.verify_images(manifest)
+        limit_cpu_threads(info["config"])
+        config_pose = info["config"]["models"].get("pose")
+        if pose_model is not None and pose_model == config_pose and pose_model != "oracle":
+            pose_model = None  # the run's own pose model (and its dataset_index): the protocol's score
+        samples = run.read_samples()
+        unknown = next((r["sample_id"] for r in manifest if r["sample_id"] not in samples), None)
+        if unknown is not None:
+            raise SpbenchError(f"{run.manifest_jsonl} lists sample {unknown!r}, which {run.samples_jsonl} does not hold: "
+                               "rerun the same `spbench generate` command to rewrite both")
+        ctx = ScoringContext(run, info, samples, str(state.device), {"pose_model": pose_model, "protocol": protocol})
+        return _score(run, info, ctx, manifest, metrics, pose_model, config_pose, state)
+
+
+def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[str], pose_model, config_pose, state):
+    from spbench.metrics.evaluate import scoring_function
+    from spbench.results.models import generation_weights, model_identity, pose_head_problem
+    from spbench.results.record import build_record, diagnostic_key
+
     mine = manifest[state.process_index :: state.num_processes]
-    results, evaluation, per_image = {}, {}, []
+    schema = info["dataset"].get("schema") or info["config"].get("dataset", {}).get("schema")
+    results, evaluation, per_image, scoring = {}, {}, [], {}
     for name in metrics:
+        key = name
+        if name == "pose":
+            used = pose_model if pose_model is not None else config_pose
+            if pose_model is not None or used == "oracle":
+                key = diagnostic_key(name, used)
         if name == "fid" and info["method"]["name"] == "real":
             # The real images are FID's reference: their FID is not a result (the paper shows "—").
             evaluation[name] = {"skipped": "not applicable to the Real Image row"}
@@ -159,12 +345,71 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
         with _progress() as progress:
             evaluator = scoring_function(name)(ctx, mine, progress if state.is_main_process else None)
         evaluator.sync()
-        if state.is_main_process:
-            results[name] = evaluator.compute()
-            evaluation[name] = getattr(evaluator, "description", {})
-            per_image += [{"metric": name, **r} for r in evaluator.records()]
-    record = build_record(info, results, evaluation)
-    if state.is_main_process:
-        atomic_write_jsonl(run.per_image_jsonl, per_image)
-        atomic_write_json(run.result_json, record)
+        if not state.is_main_process:
+            continue
+        result = dict(evaluator.compute())
+        description = dict(getattr(evaluator, "description", {}) or {})
+        description["evaluated"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        if key != name:
+            description.update(metric=name, diagnostic=True)
+            result["diagnostic"] = True
+        if name == "pose":
+            problem = pose_head_problem(description.get("model"), description.get("dataset_index"), schema)
+            if problem:
+                description["invalid"] = result["invalid"] = problem
+                _warn(f"{key} is marked invalid in the record: {problem}")
+        results[key], evaluation[key] = result, description
+        if "model" in description:
+            scoring[key] = model_identity(description["model"])
+        per_image += [{"metric": key, **r} for r in evaluator.records()]
+    if not state.is_main_process:
+        return build_record(info, results, evaluation), run.result_json
+
+    old, old_rows = _previous_scores(run, info)
+    new_keys = set(results) | set(evaluation)
+    all_metrics = {**{k: v for k, v in old.get("metrics", {}).items() if k not in new_keys}, **results}
+    all_evaluation = {**{k: v for k, v in old.get("evaluation", {}).items() if k not in new_keys}, **evaluation}
+    old_scoring = (old.get("weights") or {}).get("scoring") or {}
+    weights = {
+        "generation": info.get("weights") if "weights" in info else generation_weights(info.get("models")),
+        "scoring": {**{k: v for k, v in old_scoring.items() if k in all_evaluation and k not in new_keys}, **scoring},
+    }
+    record = build_record(info, all_metrics, all_evaluation, weights)
+    atomic_write_jsonl(run.per_image_jsonl, [r for r in old_rows if r.get("metric") not in new_keys] + per_image)
+    atomic_write_json(run.result_json, record)
     return record, run.result_json
+
+
+def _previous_scores(run: RunFolder, info: dict) -> tuple[dict, list[dict]]:
+    """The folder's result.json and per_image.jsonl rows, when they scored the images it holds
+    now; ({}, []) otherwise (with a warning when a record is replaced)."""
+    import json
+
+    from spbench.results.record import same_images
+
+    try:
+        old = json.loads(run.result_json.read_text())
+    except FileNotFoundError:
+        return {}, []
+    except (OSError, ValueError):
+        _warn(f"{run.result_json} is not readable JSON: it is replaced by this evaluation's record")
+        return {}, []
+    if not isinstance(old, dict) or not isinstance(old.get("metrics"), dict) or not same_images(old, info):
+        _warn(f"{run.result_json} scored other images or settings: its metrics are replaced, not merged")
+        return {}, []
+    rows = []
+    if run.per_image_jsonl.is_file():
+        for line in run.per_image_jsonl.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue  # a damaged line: that metric's rows are rewritten when it is scored again
+            if isinstance(row, dict):
+                rows.append(row)
+    return old, rows
+
+
+def _warn(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"warning: {message}", style="yellow", markup=False, highlight=False, soft_wrap=True)

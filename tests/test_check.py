@@ -125,9 +125,9 @@ def test_missing_results_folder_is_a_usage_error(tmp_path, capsys):
 
 def test_shipped_tiny_baseline_is_well_formed():
     expectations = read_expected(REPO / "results" / "expected" / "tiny-sample.yaml")
-    assert [e.where for e in expectations] == [{"evaluation.pose.model": "tiny://vitpose"}, {"evaluation.pose.model": "oracle"}]
+    assert [e.where for e in expectations] == [{"evaluation.pose.model": "tiny://vitpose"}, {"evaluation.pose@oracle.model": "oracle"}]
     oracle = {m.key: m for m in expectations[1].metrics}
-    assert oracle["pose.AP"].value == 100.0 and oracle["pose.AP"].direction == "higher"
+    assert oracle["pose@oracle.AP"].value == 100.0 and oracle["pose@oracle.AP"].direction == "higher"
 
 
 def test_read_expected_defaults(tmp_path):

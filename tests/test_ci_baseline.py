@@ -29,7 +29,7 @@ def test_tiny_sample_run_passes_the_checked_in_baseline_and_a_moved_value_fails(
     assert result.exit_code == 0, result.output
 
     moved = yaml.safe_load(EXPECTED.read_text())
-    moved["expected"][1]["metrics"]["pose.num_images"]["value"] = 30  # past tolerance 0
+    moved["expected"][1]["metrics"]["pose@oracle.num_images"]["value"] = 30  # past tolerance 0
     bad = tmp_path / "moved.yaml"
     bad.write_text(yaml.safe_dump(moved))
     result = cli.invoke(app, [*check[:1], str(bad), *check[1:]])

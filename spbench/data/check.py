@@ -7,7 +7,7 @@ from collections import Counter
 from rich.table import Table
 
 from spbench.data.records import Split
-from spbench.data.registry import load_split, resolve_annotation_file
+from spbench.data.registry import check_image_files, load_split, resolve_annotation_file
 
 # Stats rows shown by format_summary, in order, with a plain-words label.
 _STAT_LABELS = {
@@ -73,9 +73,11 @@ def _counts(counts: dict, max_listed: int) -> str:
 def data_check_report(
     dataset: str, split: str | None = None, data_root: str | None = None, ann: str | None = None
 ) -> tuple[dict, Table]:
-    """Load a split without failing on missing images (they are counted) and summarise it."""
+    """Load a split without failing on missing images (they are counted) and summarise it; an
+    image that does not decode or whose size disagrees with the annotation is an error."""
     _, ann_file = resolve_annotation_file(dataset, split, data_root, ann)
     loaded = load_split(dataset, split, data_root, ann, check_images=False)
+    check_image_files(loaded, ann_file)
     summary = summarize(loaded)
     summary["annotation_file"] = str(ann_file)
     return summary, format_summary(summary)

@@ -27,6 +27,7 @@ Stats keys (all ints): ``images_in_file``, ``annotations_in_file``, ``crowd_inst
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -113,9 +114,13 @@ def check_coco_document(doc, num_keypoints: int, where: str) -> None:
         image_ids.add(img["id"])
         if not isinstance(img.get("file_name"), str) or not img["file_name"]:
             fail(f"images[{i}].file_name", "the image file name", _short_repr(img.get("file_name")))
+        if escapes_root(img["file_name"]):
+            fail(f"images[{i}].file_name",
+                 "a path inside the data root (relative, without '..'); fix the file_name", _short_repr(img["file_name"]))
         for key in ("width", "height"):
-            if not _is_number(img.get(key)) or img[key] <= 0:
-                fail(f"images[{i}].{key}", "a positive number of pixels", _short_repr(img.get(key)))
+            if not _is_finite(img.get(key)) or img[key] <= 0:
+                fail(f"images[{i}].{key}", "a positive number of pixels (finite, not NaN or Infinity); fix the image entry",
+                     _short_repr(img.get(key)))
 
     for i, ann in enumerate(doc["annotations"]):
         if not isinstance(ann, dict):
@@ -132,8 +137,14 @@ def check_coco_document(doc, num_keypoints: int, where: str) -> None:
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
             fail(f"annotations[{i}].bbox", "[x, y, width, height] (4 numbers)", _short_repr(bbox))
-        if "area" in ann and not _is_number(ann["area"]):
-            fail(f"annotations[{i}].area", "a number", _short_repr(ann["area"]))
+        if not all(_is_finite(v) for v in bbox):
+            fail(f"annotations[{i}].bbox", "finite numbers (NaN or infinite box values cannot be scored); fix the box",
+                 _short_repr(bbox))
+        if bbox[2] < 0 or bbox[3] < 0:
+            fail(f"annotations[{i}].bbox", "[x, y, width, height] with width and height >= 0; fix the box",
+                 _short_repr(bbox))
+        if "area" in ann and not (_is_finite(ann["area"]) and ann["area"] >= 0):
+            fail(f"annotations[{i}].area", "a finite number >= 0", _short_repr(ann["area"]))
         kpts = ann.get("keypoints")
         n_values = 3 * num_keypoints
         if not isinstance(kpts, list):
@@ -145,6 +156,13 @@ def check_coco_document(doc, num_keypoints: int, where: str) -> None:
         if not all(_is_number(v) for v in kpts):
             fail(f"annotations[{i}].keypoints", "numbers only",
                  _short_repr(next(v for v in kpts if not _is_number(v))))
+        bad = next((j for j, v in enumerate(kpts) if not _is_finite(v)), None)
+        if bad is not None:
+            # Not "out of frame": a NaN or infinite coordinate is a broken value, not a position.
+            fail(f"annotations[{i}].keypoints",
+                 "finite numbers (a NaN or infinite value is not an out-of-frame keypoint; "
+                 "write 0, 0, 0 for an unlabelled one)",
+                 f"{kpts[bad]!r} at keypoint {bad // 3} ({'xyv'[bad % 3]})")
         if any(v not in (0, 1, 2) for v in kpts[2::3]):
             fail(f"annotations[{i}].keypoints", "visibility flags 0, 1 or 2",
                  _short_repr(next(v for v in kpts[2::3] if v not in (0, 1, 2))))
@@ -156,6 +174,23 @@ def _is_int(v) -> bool:
 
 def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_finite(v) -> bool:
+    """A number that is not NaN or infinite (Python's json reads NaN, Infinity and 1e999)."""
+    try:
+        return _is_number(v) and math.isfinite(v)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+def escapes_root(file_name: str) -> bool:
+    """Whether an annotation's file_name points outside the folder it is relative to: absolute
+    (``/x``, ``C:/x``) or climbing with ``..``."""
+    name = file_name.replace("\\", "/")
+    if name.startswith("/") or os.path.isabs(file_name) or (name[:1].isalpha() and name[1:3] == ":/"):
+        return True
+    return ".." in name.split("/")
 
 
 def _short_repr(v, limit: int = 60) -> str:

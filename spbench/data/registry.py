@@ -140,6 +140,45 @@ def load_split(
     return dataclasses.replace(result, stats=stats)
 
 
+def check_image_files(split: Split, ann_file: str | os.PathLike | None = None) -> None:
+    """Every image file of the split that exists opens as an image of the size its annotation
+    gives; else a one-line SpbenchError naming the first bad file and how many there are.
+
+    Only headers are read (PIL opens lazily), so this is quick even for a whole dataset; it runs
+    before generation and in ``spbench data check``. Missing files are left to ``load_split``.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    source = f" in {ann_file}" if ann_file else ""
+    unreadable, wrong_size = [], []
+    for sample in split.samples:
+        path = split.image_path(sample)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with Image.open(path) as im:
+                size = im.size
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            unreadable.append(f"{path}: not a readable image ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+            continue
+        if size != (sample.width, sample.height):
+            wrong_size.append(
+                f"{path} is {size[0]}x{size[1]} pixels but image id {sample.image_id}{source} says "
+                f"width {sample.width}, height {sample.height}"
+            )
+    where = f"{split.dataset}/{split.name}"
+    if unreadable:
+        raise SpbenchError(
+            f"{len(unreadable)} of {len(split)} images of {where} do not decode, first {unreadable[0]}; "
+            "replace the file(s) with the dataset's originals"
+        )
+    if wrong_size:
+        raise SpbenchError(
+            f"{len(wrong_size)} of {len(split)} images of {where} disagree with their annotation, first {wrong_size[0]}; "
+            "fix width/height in the annotation file or use the images it was made for"
+        )
+
+
 def _check_known_split(info: DatasetInfo, split: str, allow_ann: bool) -> None:
     if split in info.splits:
         return

@@ -20,7 +20,7 @@ from PIL import Image
 
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
-from spbench.files import atomic_write_json, atomic_write_jsonl, read_jsonl
+from spbench.files import atomic_write_json, atomic_write_jsonl, read_jsonl_rows
 from spbench.methods.base import Request
 
 # Settings that change the images; a run folder refuses to be resumed under other values.
@@ -28,15 +28,21 @@ IMAGE_SETTINGS = (
     ("dataset", ("name", "split", "ann")),
     ("method", None),
     ("models", ("base", "controlnet", "t2i_adapter", "depth_estimator", "segmenter")),
-    ("generation", ("steps", "guidance_scale", "conditioning_scale", "scheduler", "negative_prompt", "seed", "canvas", "canvas_mode", "dtype")),
+    ("generation", ("steps", "guidance_scale", "conditioning_scale", "scheduler", "negative_prompt", "seed", "canvas", "canvas_mode", "condition_render", "dtype")),
 )
+# What a run.json written before a setting existed was made with.
+LEGACY_VALUES = {("generation", "condition_render"): "native"}  # conditions were drawn on the canvas
+
+# What every manifest line must hold for scoring (engine.manifest_row writes them all).
+MANIFEST_KEYS = ("sample_id", "k", "seed", "prompt", "canvas", "file")
+SAMPLE_KEYS = ("sample_id", "image_id", "file", "width", "height", "schema", "instances", "prompt_template")
 
 
 def image_settings(config: dict) -> dict:
     out = {}
     for section, keys in IMAGE_SETTINGS:
         values = config.get(section, {})
-        out[section] = dict(values) if keys is None else {k: values.get(k) for k in keys}
+        out[section] = dict(values) if keys is None else {k: values.get(k, LEGACY_VALUES.get((section, k))) for k in keys}
     return out
 
 
@@ -71,12 +77,50 @@ class RunFolder:
                     f"{self.path} holds a run made with other settings ({diff}); "
                     "pass another --out, or delete that folder to start over"
                 )
+            changed = self._changed_data(old, run_info, samples)
+            if changed:
+                raise SpbenchError(
+                    f"{self.path} holds a run made from other data ({changed}): its images and conditions "
+                    "belong to those poses; pass another --out, or delete that folder to start over"
+                )
         self.path.mkdir(parents=True, exist_ok=True)
         # A killed process can leave its temporary file behind (never a partial image).
         for stale in self.path.rglob(".*.tmp"):
             stale.unlink(missing_ok=True)
         atomic_write_json(self.run_json, {**run_info, "config": config})
         atomic_write_jsonl(self.samples_jsonl, (s.to_dict() for s in samples))
+
+    def _changed_data(self, old: dict, run_info: dict, samples: list[Sample]) -> str:
+        """How the data of a resumed run differs from the data it was made from ("" if it does not).
+
+        Every sample both runs hold must be the same (poses, boxes, sizes, prompt; compared as the
+        split hash compares them), so a different ``--limit`` may extend a run but another
+        ``--data-root`` with other poses under the same file names may not. Methods that read the
+        reference images (real, depth, mask) also record each image file's size in bytes.
+        """
+        before_refs = (old.get("dataset") or {}).get("reference_images") or {}
+        now_refs = (run_info.get("dataset") or {}).get("reference_images") or {}
+        for sid in sorted(set(before_refs) & set(now_refs)):
+            if before_refs[sid] != now_refs[sid]:
+                return f"sample {sid}: reference image of {before_refs[sid]} bytes there, {now_refs[sid]} now"
+        try:
+            before = {d["sample_id"]: d for d in read_jsonl_rows(self.samples_jsonl, "", SAMPLE_KEYS)}
+        except (OSError, SpbenchError):
+            before = None
+        if before is None:  # no readable record of the old samples: the split hashes must agree
+            a, b = (old.get("dataset") or {}).get("hash"), (run_info.get("dataset") or {}).get("hash")
+            return f"split hash {a} there, {b} now" if a and b and a != b else ""
+        for sample in samples:
+            then = before.get(sample.sample_id)
+            if then is None:
+                continue
+            now = _comparable(sample.to_dict())
+            then = _comparable(then)
+            if then != now:
+                a, b = (old.get("dataset") or {}).get("hash"), (run_info.get("dataset") or {}).get("hash")
+                hashes = f"; split hash {a} there, {b} now" if a and b and a != b else ""
+                return f"sample {sample.sample_id}: {_value_difference(then, now)}{hashes}"
+        return ""
 
     def write_manifest(self, rows: list[dict]) -> None:
         atomic_write_jsonl(self.manifest_jsonl, rows)
@@ -91,12 +135,29 @@ class RunFolder:
             raise SpbenchError(f"{self.run_json}: not valid JSON ({e})") from None
 
     def read_samples(self) -> dict[str, Sample]:
-        return {d["sample_id"]: Sample.from_dict(d) for d in read_jsonl(self.samples_jsonl)}
+        fix = "rerun the same `spbench generate` command to rewrite it (finished images are kept)"
+        if not self.samples_jsonl.is_file():
+            raise SpbenchError(f"{self.samples_jsonl} is missing; {fix}")
+        out = {}
+        for number, d in enumerate(read_jsonl_rows(self.samples_jsonl, fix, SAMPLE_KEYS), 1):
+            try:
+                out[d["sample_id"]] = Sample.from_dict(d)
+            except (KeyError, TypeError, ValueError) as e:
+                raise SpbenchError(f"{self.samples_jsonl}: sample {number} is incomplete or malformed ({type(e).__name__}: {e}); {fix}") from None
+        return out
 
     def read_manifest(self) -> list[dict]:
         if not self.manifest_jsonl.is_file():
             raise SpbenchError(f"{self.manifest_jsonl} is missing: the generation did not finish; rerun the same `spbench generate` command to complete it")
-        return read_jsonl(self.manifest_jsonl)
+        fix = ("delete it and rerun the same `spbench generate` command to rewrite it "
+               "(finished images are kept)")
+        rows = read_jsonl_rows(self.manifest_jsonl, fix, MANIFEST_KEYS)
+        if not rows:
+            raise SpbenchError(f"{self.manifest_jsonl} lists no images; {fix}")
+        for number, row in enumerate(rows, 1):
+            if not isinstance(row["canvas"], dict) or not isinstance(row["file"], str) or not isinstance(row["k"], int):
+                raise SpbenchError(f"{self.manifest_jsonl}: line {number} is malformed (canvas, file or k); {fix}")
+        return rows
 
     def verify_images(self, manifest: list[dict]) -> None:
         """Every listed image exists and decodes (integrity check before scoring)."""
@@ -110,6 +171,25 @@ class RunFolder:
                 bad.append(row["file"])
         if bad:
             raise SpbenchError(f"{self.path}: {len(bad)} listed image(s) missing or corrupt, first {bad[0]}; rerun the same generate command to regenerate them")
+
+
+def _value_difference(a, b, path: str = "") -> str:
+    """Where two JSON values first differ: ``instances[0].keypoints[3][0]: 33.4 there, 30.1 now``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                return _value_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _value_difference(x, y, f"{path}[{i}]")
+    return f"{path or 'value'}: {str(a)[:60]} there, {str(b)[:60]} now"
+
+
+def _comparable(sample: dict) -> dict:
+    """A sample as the split hash sees it (JSON types, without ``extra``)."""
+    d = json.loads(json.dumps({k: v for k, v in sample.items() if k != "extra"}, default=str))
+    return d
 
 
 def _first_difference(a: dict, b: dict, prefix: str = "") -> str:

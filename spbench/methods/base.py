@@ -13,14 +13,16 @@ Write your own in your package and register it under the ``spbench.methods`` ent
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
 from PIL import Image
 
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
+
+if TYPE_CHECKING:  # imported where used: listing methods must not import torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,17 @@ class MethodContext:
     """What a method gets from the harness: the resolved config, device and dtype."""
 
     config: dict
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    dtype: torch.dtype = torch.float32
+    device: torch.device = None  # None: the CPU
+    dtype: torch.dtype = None    # None: float32
+
+    def __post_init__(self):
+        # torch is imported here, not with the module, so `spbench ls` lists methods without it.
+        import torch
+
+        if self.device is None:
+            self.device = torch.device("cpu")
+        if self.dtype is None:
+            self.dtype = torch.float32
 
     @property
     def models(self) -> dict:
@@ -98,11 +109,20 @@ class Method(ABC):
         return sample.prompt
 
     def condition_image(self, request: Request) -> Image.Image:
-        """The request's condition on the canvas (one per sample: k does not matter); override
-        for conditions that need a model or the reference image (``request.image_path``)."""
+        """The request's condition on the canvas (one per sample: k does not matter), drawn as
+        ``generation.condition_render`` says (official: at the original size, then resized);
+        override for conditions that need a model or the reference image (``request.image_path``)."""
         from spbench.conditions import render_condition
 
-        return render_condition(self.condition, request.sample, request.transform)
+        return render_condition(self.condition, request.sample, request.transform, self.condition_render)
+
+    @property
+    def condition_render(self) -> str:
+        """generation.condition_render of the run (the default when the config has none)."""
+        from spbench.config import DEFAULTS
+
+        default = DEFAULTS["generation"]["condition_render"]
+        return self.context.config.get("generation", {}).get("condition_render", default)
 
     def latent_shape(self, settings: GenerationSettings) -> tuple[int, int, int]:
         f = self.vae_scale_factor

@@ -19,6 +19,8 @@ class RealImageMethod(Method):
     description = "the dataset's real images on the canvas (Real Image row; upper bound)"
     # One image per prompt: the k samples of a real image would all be the same picture.
     fixed_samples = 1
+    # No Stable Diffusion: a profile without models.base can run this row.
+    uses_base_model = False
 
     def condition_image(self, request: Request) -> Image.Image:
         from spbench.conditions.grid import image_to_canvas

@@ -26,7 +26,9 @@ from spbench.schemas import get_schema
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 # name -> "module:function"; imported only when the metric is asked for.
-PROTOCOLS = ("all", "official")
+# Pose-scoring protocols (README "Fidelity"); "all" is the old name of "canvas".
+PROTOCOLS = ("official", "canvas")
+PROTOCOL_ALIASES = {"all": "canvas"}
 
 METRICS: dict[str, str] = {
     "pose": "spbench.metrics.evaluate:score_pose",
@@ -80,6 +82,20 @@ class ScoringContext:
                         f.cancel()
 
 
+def resolve_protocol(override: str | None, config: dict) -> str:
+    """The pose protocol of an evaluation: ``--protocol`` if given, else the run's recorded
+    ``evaluation.protocol`` (runs made before it was recorded used the canvas protocol)."""
+    name = override or config.get("evaluation", {}).get("protocol") or "canvas"
+    name = PROTOCOL_ALIASES.get(name, name)
+    if name not in PROTOCOLS:
+        import difflib
+
+        close = difflib.get_close_matches(name, PROTOCOLS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise SpbenchError(f"unknown protocol {name!r} (--protocol or evaluation.protocol): {hint}use {' or '.join(PROTOCOLS)}")
+    return name
+
+
 def scoring_function(name: str):
     if name not in METRICS:
         raise SpbenchError(f"unknown metric {name!r} (known: {', '.join(METRICS)})")
@@ -93,23 +109,24 @@ def batches(rows: list[dict], size: int):
 
 
 def score_pose(ctx: ScoringContext, rows: list[dict], progress=None):
-    """Pose OKS-mAP: the pose model runs top-down on the GT boxes mapped to the canvas."""
+    """Pose OKS-mAP of the run's protocol: ``canvas`` (GT mapped to the canvas, every k) or
+    ``official`` (:mod:`spbench.metrics.pose_official`)."""
     from spbench.metrics.pose import PoseEvaluator
     from spbench.metrics.pose_models import load_pose_model
 
     override = ctx.overrides.get("pose_model")
     spec = override or ctx.config["models"]["pose"]
     index = None if override else ctx.config["models"]["pose_dataset_index"]
-    protocol = ctx.overrides.get("protocol") or "all"
-    if protocol == "official":
-        # The official AP-10K evaluation scores only the first of the three images per prompt.
-        rows = [r for r in rows if r["k"] == 0]
+    protocol = ctx.overrides["protocol"]
     schema = get_schema(next(iter(ctx.samples.values())).schema)
+    if protocol == "official":
+        return _score_pose_official(ctx, rows, progress, schema, spec, index)
     evaluator = PoseEvaluator(schema)
-    evaluator.description = {"model": spec, "dataset_index": index, "frame": "canvas",
-                             "boxes": "ground truth, mapped to the canvas", "protocol": protocol,
-                             "images": "k = 0 only" if protocol == "official" else "every k",
-                             "spread": "mean and sample std (ddof=1) of AP over k"}
+    evaluator.description = {"model": spec, "dataset_index": index, "protocol": protocol, "frame": "canvas",
+                             "boxes": "ground truth, mapped to the canvas",
+                             "decoding": "transformers VitPoseImageProcessor: UDP crop, DARK decoding (kernel 11); flip test, no shift",
+                             "nms": "none", "ignored_gt": "instances without a labelled keypoint dropped with their prediction",
+                             "images": "every k", "spread": "mean and sample std (ddof=1) of AP over k"}
     if not rows:
         return evaluator
     model = load_pose_model(spec, dataset_index=index, device=ctx.device)
@@ -123,3 +140,61 @@ def score_pose(ctx: ScoringContext, rows: list[dict], progress=None):
         if progress:
             progress.advance(task, len(batch))
     return evaluator
+
+
+def _score_pose_official(ctx: ScoringContext, rows: list[dict], progress, schema, spec, index):
+    """Official protocol: scored k only, images resized back to the original size, predicted and
+    scored in the original frame (crop, decoding, OKS-NMS as the official configs)."""
+    from spbench.metrics.pose import PoseEvaluator
+    from spbench.metrics.pose_models import load_pose_model
+    from spbench.metrics.pose_official import official_settings, sample_boxes, to_original_size
+
+    settings = official_settings(schema.name)
+    rows = [r for r in rows if r["k"] in settings.scored_k]
+    # The official Real Image row scores the dataset images themselves (test.py copies them from
+    # the raw split), not a canvas round trip.
+    real = ctx.run_info.get("method", {}).get("name") == "real"
+    evaluator = PoseEvaluator(schema, official=settings)
+    flip = "flip test, flipped heatmaps shifted one column right" if settings.flip_shift else "flip test, no shift"
+    evaluator.description = {
+        "model": spec, "dataset_index": index, "protocol": "official", "source": settings.source,
+        "frame": "original image (the dataset image itself)" if real else
+                 "original image (generated image resized to it with PIL bilinear)",
+        "boxes": f"ground truth, cleaned ({settings.box_rule}), padding {settings.padding}, aspect "
+                 f"{settings.input_size[0]}/{settings.input_size[1]}, {'UDP' if settings.udp else 'mmpose 0.x'} crop",
+        "decoding": f"{settings.decoding}; {flip}",
+        "nms": f"OKS-NMS at {settings.nms_thr} (crop-window areas); score = mean keypoint score above "
+               f"{settings.vis_thr} x box score 1",
+        "ignored_gt": "instances without a labelled keypoint kept as ignored ground truth, not predicted",
+        "images": f"k in {list(settings.scored_k)} only ({settings.k_source})",
+        "spread": "mean and sample std (ddof=1) of AP over k",
+    }
+    if not rows:
+        return evaluator
+    model = load_pose_model(spec, dataset_index=index, device=ctx.device)
+    task = progress.add_task("scoring pose", total=len(rows)) if progress else None
+    for batch, images in ctx.image_batches(rows, ctx.config["evaluation"]["pose_batch_size"]):
+        samples = [ctx.samples[r["sample_id"]] for r in batch]
+        for r in batch:
+            if r["canvas"].get("mode", "stretch") != "stretch":
+                raise SpbenchError(f"the official pose protocol resizes stretched canvases back; image "
+                                   f"{r['file']} uses canvas mode {r['canvas']['mode']!r}: use --protocol canvas")
+        originals = [_dataset_image(ctx, s) if real else to_original_size(im, s) for im, s in zip(images, samples)]
+        boxes = [sample_boxes(s, settings) for s in samples]
+        predictions = model.predict_boxes(originals, samples, boxes, settings)
+        for r, s, b, p in zip(batch, samples, boxes, predictions, strict=True):
+            identity = CanvasTransform(s.width, s.height, 1.0, 1.0)
+            evaluator.update(s, identity, r["k"], p, b)
+        if progress:
+            progress.advance(task, len(batch))
+    return evaluator
+
+
+def _dataset_image(ctx: ScoringContext, sample: Sample) -> Image.Image:
+    path = ctx.reference_image_path(sample)
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except OSError as e:
+        raise SpbenchError(f"the official protocol scores the Real Image row on the dataset images; "
+                           f"cannot read {path}: {e}") from None

@@ -110,7 +110,7 @@ def load_extractor(spec: str | os.PathLike | None, resize: str = "antialias", de
     if resize not in RESIZES:
         raise SpbenchError(f"unknown evaluation.fid_resize {resize!r}: use one of {', '.join(RESIZES)}")
     if spec is None:
-        raise SpbenchError(f"no FID extractor configured: set models.inception to {INCEPTION_NAME} or a .pth path")
+        raise SpbenchError(f"no FID extractor configured: set models.inception to {INCEPTION_NAME} or a .pth / .safetensors path")
     spec = os.fspath(spec)
     if spec.startswith("tiny://"):
         if spec != TINY_INCEPTION:
@@ -121,14 +121,60 @@ def load_extractor(spec: str | os.PathLike | None, resize: str = "antialias", de
     path = inception_weights(spec)
     from torchmetrics.image.fid import NoTrainInceptionV3
 
+    # torch-fidelity unpickles its weights file without weights_only, which runs whatever code a
+    # planted file holds; so the file is read here with weights_only=True (or as safetensors), and
+    # torch-fidelity gets an in-memory copy of those checked tensors.
+    weights = _tensor_copy(_read_inception_state(path))
     try:
         module = NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
-                                    feature_extractor_weights_path=str(path), antialias=resize == "antialias")
-    except Exception as e:  # a truncated or foreign file fails inside torch.load / load_state_dict
+                                    feature_extractor_weights_path=weights, antialias=resize == "antialias")
+    except Exception as e:  # the wrong tensors fail inside load_state_dict
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SpbenchError(f"{path} is not torch-fidelity's FID Inception weights ({first}); "
                            f"download {INCEPTION_URL} again") from None
     return FeatureExtractor(module.to(device), INCEPTION_NAME, RESIZES[resize].format(299), 2048, _sha256(path), device)
+
+
+def _read_inception_state(path: Path) -> dict:
+    """The weights file's tensors, read without running pickled code: ``.safetensors``, or
+    ``torch.load(weights_only=True)``, which refuses any pickled object other than tensors."""
+    import pickle
+
+    import torch
+
+    fix = f"download {INCEPTION_URL} again"
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path))
+        except Exception as e:
+            raise SpbenchError(f"{path} is not torch-fidelity's FID Inception weights (not a readable safetensors file: "
+                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}); {fix}") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as e:
+            if "weights only" in str(e).lower() or "weights_only" in str(e).lower():
+                raise SpbenchError(f"{path} is not torch-fidelity's FID Inception weights: it pickles objects other than "
+                                   f"tensors, which spbench does not unpickle (they could run code); {fix}") from None
+            raise SpbenchError(f"{path} is not torch-fidelity's FID Inception weights (not a torch file); {fix}") from None
+        except Exception as e:  # truncated zip, not a torch file at all
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SpbenchError(f"{path} is not torch-fidelity's FID Inception weights ({first}); {fix}") from None
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SpbenchError(f"{path} is not torch-fidelity's FID Inception weights (not a dict of tensors); {fix}")
+    return state
+
+
+def _tensor_copy(state: dict) -> io.BytesIO:
+    """A torch.save of checked tensors, for torch-fidelity's loader (it only accepts a file)."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(dict(state), buf)
+    buf.seek(0)
+    return buf
 
 
 def inception_weights(spec: str) -> Path:

@@ -50,6 +50,11 @@ def is_tiny(name: str | None) -> bool:
 
 
 def load_sd_components(base: str) -> SDComponents:
+    if not base:
+        from spbench.errors import SpbenchError
+
+        raise SpbenchError("models.base is not set (the Stable Diffusion 1.5 to generate or train with): add "
+                           "`models: {base: ID_OR_FOLDER}` to the profile or pass --set models.base=ID_OR_FOLDER")
     if is_tiny(base):
         return build_tiny_sd()
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel

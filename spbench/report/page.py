@@ -81,14 +81,55 @@ def metric_table(runs: list[RunView]) -> str:
         for name, (key, _) in HEADLINE.items():
             result = (rec.data["metrics"].get(name) if rec else None) or {}
             text = _fmt(result.get(key)) if result else "—"
+            flag = (rec.diagnostic(name) and "diagnostic") or (rec.invalid(name) and "invalid") if rec and result else None
+            if flag:  # not the method's score: say so instead of showing it as one
+                why = rec.diagnostic(name) or rec.invalid(name)
+                text = f'<s>{text}</s> <b title="{html.escape(why)}">{flag}</b>'
             if result.get("mean_over_k") is not None:
                 std = result.get("std_over_k")
                 text += f'<br><span class="muted">k: {result["mean_over_k"]:.2f}' + (f" ± {std:.2f}" if std is not None else "") + "</span>"
             cells.append(text)
         if not rec:
             cells[-1] += ' <span class="muted">(not evaluated)</span>'
+        if r.departures and not r.tiny:
+            cells[3] += (' ¶settings<br><span class="muted">' + html.escape("; ".join(r.departures)) + "</span>")
         rows.append("<tr>" + "".join(f'<td class="num">{c}</td>' if i >= 4 else f"<td>{c}</td>" for i, c in enumerate(cells)) + "</tr>")
-    return "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>" + "".join(rows) + "</table>"
+    table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in heads) + "</tr>" + "".join(rows) + "</table>"
+    return table + _diagnostics(runs) + _notes(runs)
+
+
+def _diagnostics(runs: list[RunView]) -> str:
+    """Diagnostic scores (``pose@oracle``…) listed apart from the metric table: they check the metric."""
+    items = []
+    for r in runs:
+        metrics = r.record.data.get("metrics", {}) if r.record else {}
+        for key, result in metrics.items():
+            base = key.split("@")[0]
+            if "@" not in key or not isinstance(result, dict) or base not in HEADLINE:
+                continue
+            value = _fmt(result.get(HEADLINE[base][0]))
+            model = r.record.evaluation(key).get("model")
+            invalid = r.record.invalid(key)
+            items.append(f"<li>{html.escape(r.label)}: {html.escape(key)} {HEADLINE[base][1]} {value}"
+                         + (f" (model {html.escape(str(model))})" if model else "")
+                         + (f" — <b>invalid</b>: {html.escape(invalid)}" if invalid else "") + "</li>")
+    if not items:
+        return ""
+    return ("<p class=\"muted\">Diagnostic scores — not results: they check the metric (the oracle pose model returns "
+            "the condition pose), not the method.</p><ul class=\"muted\">" + "".join(items) + "</ul>")
+
+
+def _notes(runs: list[RunView]) -> str:
+    lines = []
+    if any(r.departures and not r.tiny for r in runs):
+        lines.append("¶settings: the run's settings depart from the paper's protocol (listed under the profile); "
+                     "its numbers are not comparable with the paper's.")
+    for r in runs:
+        for name in HEADLINE:
+            why = r.record.invalid(name) if r.record and name in r.record.data.get("metrics", {}) else None
+            if why:
+                lines.append(f"{r.label}: {name} is marked invalid: {why}")
+    return "".join(f'<p class="muted">{html.escape(line)}</p>' for line in lines)
 
 
 def _profile(run: RunView) -> str:
@@ -217,5 +258,4 @@ def build_report(run_dirs: list[str | Path], out: str | Path, max_samples: int =
 
 
 def _write_page(path: Path, text: str) -> None:
-    atomic_write_text(path, text)
-    path.chmod(0o644)  # the atomic write's temporary file is private; a report is for sharing
+    atomic_write_text(path, text)  # with the user's umask, like every file spbench writes

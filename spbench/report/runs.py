@@ -36,7 +36,20 @@ class RunView:
 
     @property
     def tiny(self) -> bool:
-        return bool(((self.info.get("config") or {}).get("profile") or {}).get("tiny"))
+        """A tiny profile, or any tiny model (the record says so; run.json's base model)."""
+        config = self.info.get("config") or {}
+        base = (config.get("models") or {}).get("base")
+        return (bool((config.get("profile") or {}).get("tiny")) or bool(self.record and self.record.tiny)
+                or (isinstance(base, str) and base.startswith("tiny://")))
+
+    @property
+    def departures(self) -> list[str]:
+        """Settings of the run that depart from the paper's protocol."""
+        if self.record:
+            return self.record.departures
+        from spbench.results.protocol import departures
+
+        return departures(self.info.get("config") or {}, (self.info.get("method") or {}).get("name"))
 
     @property
     def dataset_key(self) -> str:

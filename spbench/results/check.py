@@ -17,8 +17,11 @@ The expected file (YAML or JSON)::
 
 ``direction`` says which way is better: ``higher`` fails only when the value drops more than
 ``tolerance`` below ``value``, ``lower`` only when it rises more than that, ``both`` when it
-moves more than that either way. Exit status: 0 all hold, 1 a regression or a missing record or
-metric, 2 a usage error (one line naming the file and field).
+moves more than that either way. A metric the record marks invalid (e.g. AP-10K pose from a pose
+model without an AP-10K head) fails as ``invalid``; a diagnostic score (``pose@oracle.AP``, or an
+older record's pose scored with the oracle) is compared but marked ``(diagnostic)``. Exit status:
+0 all hold, 1 a regression, an invalid value or a missing record or metric, 2 a usage error (one
+line naming the file and field).
 """
 
 from __future__ import annotations
@@ -151,8 +154,11 @@ def _entry(where: str, entry, defaults: dict) -> Expectation:
 # -- comparing -------------------------------------------------------------------------------------
 
 
-def status(spec: MetricSpec, value: float | None) -> str:
-    """ok, improved (beyond tolerance in the good direction: passes), regressed, or missing."""
+def status(spec: MetricSpec, value: float | None, invalid: str | None = None) -> str:
+    """ok, improved (beyond tolerance in the good direction: passes), regressed, missing, or
+    invalid (the record says the value is not a valid score)."""
+    if invalid:
+        return "invalid"
     if value is None:
         return "missing"
     delta = value - spec.value
@@ -182,11 +188,12 @@ def compare(expectations: list[Expectation], records: list[Loaded]) -> list[Outc
         rec = max(found, key=lambda r: r.date) if found else None
         for spec in exp.metrics:
             value = rec.metric(spec.key) if rec else None
-            out.append(Outcome(exp, spec, rec, len(found), value, status(spec, value)))
+            invalid = rec.invalid(spec.key) if rec and value is not None else None
+            out.append(Outcome(exp, spec, rec, len(found), value, status(spec, value, invalid)))
     return out
 
 
-STYLE = {"ok": "green", "improved": "cyan", "regressed": "bold red", "missing": "bold red"}
+STYLE = {"ok": "green", "improved": "cyan", "regressed": "bold red", "missing": "bold red", "invalid": "bold red"}
 
 
 def _fmt(x: float | None) -> str:
@@ -205,13 +212,23 @@ def outcome_tables(outcomes: list[Outcome]):
         source = str(first.record.path) if first.record else "no matching record"
         if first.candidates > 1:
             source += f" (newest of {first.candidates} matching records)"
-        t = Table(title=first.expectation.describe(), caption=source, title_justify="left", caption_justify="left")
+        notes = []
+        if first.record:
+            for o in group:
+                why = first.record.invalid(o.spec.key) if o.status == "invalid" else first.record.diagnostic(o.spec.key)
+                if why and why not in notes:
+                    notes.append(why)
+        from rich.markup import escape
+
+        caption = escape("\n".join([source, *notes]))
+        t = Table(title=first.expectation.describe(), caption=caption, title_justify="left", caption_justify="left")
         for col in ("metric", "value", "expected", "delta", "tolerance", "better", "status"):
             t.add_column(col, justify="left" if col in ("metric", "better", "status") else "right")
         for o in group:
             delta = None if o.value is None else o.value - o.spec.value
             tol = f"±{o.spec.tolerance:g}" if o.spec.direction == "both" else f"{o.spec.tolerance:g}"
-            t.add_row(o.spec.key, _fmt(o.value), _fmt(o.spec.value), "—" if delta is None else f"{delta:+.4g}",
+            key = o.spec.key + (" (diagnostic)" if o.record and o.record.diagnostic(o.spec.key) else "")
+            t.add_row(key, _fmt(o.value), _fmt(o.spec.value), "—" if delta is None else f"{delta:+.4g}",
                       tol, o.spec.direction, f"[{STYLE[o.status]}]{o.status}[/]")
         yield t
 
@@ -234,4 +251,4 @@ def check_command(expected: str | Path, results: list[str] | None = None, consol
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" ({len(records)} records read)")
     if counts["improved"]:
         console.print("improved: better than expected beyond the tolerance; if that is intended, update the expected file")
-    return 1 if counts["regressed"] or counts["missing"] else 0
+    return 1 if counts["regressed"] or counts["missing"] or counts["invalid"] else 0

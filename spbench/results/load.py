@@ -45,7 +45,46 @@ class Loaded:
 
     @property
     def tiny(self) -> bool:
-        return bool(self.data.get("tiny"))
+        """The record says tiny, or (records written before any model counted) its profile is tiny
+        or its base model is a tiny one."""
+        config = self.data.get("config") or {}
+        base = (config.get("models") or {}).get("base")
+        return (bool(self.data.get("tiny")) or bool((config.get("profile") or {}).get("tiny"))
+                or (isinstance(base, str) and base.startswith("tiny://")))
+
+    @property
+    def departures(self) -> list[str]:
+        """Settings that depart from the paper's protocol (computed for records that predate the list)."""
+        found = self.data.get("departures")
+        if isinstance(found, list):
+            return [str(d) for d in found]
+        config = self.data.get("config")
+        if not isinstance(config, dict):
+            return []
+        from spbench.results.protocol import departures
+
+        scored = [m for m in (self.data.get("metrics") or {}) if "@" not in m]
+        return departures(config, self.method, scored)
+
+    def evaluation(self, key: str) -> dict:
+        """How the metric of ``key`` (``pose``, ``pose.AP``, ``pose@oracle.AP``) was scored."""
+        block = (self.data.get("evaluation") or {}).get(key.split(".")[0])
+        return block if isinstance(block, dict) else {}
+
+    def diagnostic(self, key: str) -> str | None:
+        """Why the metric of ``key`` is a diagnostic rather than the method's score (the model that
+        scored it), or None: flagged ``diagnostic`` in the record, or (older records) pose scored
+        with the ``oracle`` pose model."""
+        ev = self.evaluation(key)
+        if ev.get("diagnostic") or ev.get("model") == "oracle":
+            model = ev.get("model")
+            return f"scored with the diagnostic pose model {model}" if model else "a diagnostic score"
+        return None
+
+    def invalid(self, key: str) -> str | None:
+        """Why the metric of ``key`` is not a valid score (``invalid`` in the record), or None."""
+        reason = self.evaluation(key).get("invalid")
+        return str(reason) if reason else None
 
     @property
     def limit(self) -> int | None:

@@ -10,21 +10,62 @@ RECORD_VERSION = 1
 TINY_NOTE = "tiny random models: these numbers check the machinery and are not results"
 
 
-def build_record(run_info: dict, metrics: dict, evaluation: dict) -> dict:
-    """``run_info`` is run.json (config, dataset, method); ``evaluation`` names the scoring models."""
+def build_record(run_info: dict, metrics: dict, evaluation: dict, weights: dict | None = None) -> dict:
+    """``run_info`` is run.json (config, dataset, method); ``evaluation`` names the scoring models;
+    ``weights`` identifies every model by path or hub id and fingerprint (``generation`` and
+    ``scoring``, see :mod:`spbench.results.models`).
+
+    ``tiny`` is true when the profile is tiny or any model the run used is a tiny one;
+    ``departures`` lists the settings that depart from the paper's protocol."""
+    from spbench.results.protocol import departures
+
     config = run_info["config"]
-    tiny = bool(config["profile"]["tiny"])
+    weights = weights or {}
+    tiny_models = sorted(f"{part}.{role}" for part, roles in weights.items() for role, w in (roles or {}).items()
+                         if isinstance(w, dict) and w.get("tiny"))
+    tiny = bool(config["profile"]["tiny"]) or bool(tiny_models)
+    scored = {name for name in metrics if "@" not in name}  # name@model: a diagnostic score
     return {
         "record_version": RECORD_VERSION,
         "run": run_info["run"],
         "dataset": run_info["dataset"],
         "method": run_info["method"],
         "tiny": tiny,
+        "tiny_models": tiny_models,
         "note": TINY_NOTE if tiny else None,
+        "departures": departures(config, (run_info.get("method") or {}).get("name"), sorted(scored)),
         "metrics": metrics,
         "evaluation": evaluation,
         "seeds": {"base": config["generation"]["seed"], "samples_per_prompt": config["generation"]["samples"], "scheme": SEED_SCHEME},
         "models": run_info.get("models", {}),
+        "weights": weights,
         "config": config,
         "provenance": provenance(),
     }
+
+
+def diagnostic_key(metric: str, model) -> str:
+    """Where a diagnostic score lives in ``metrics``: ``pose@oracle``, ``pose@vitpose-plus-huge``
+    (no dots, so ``metrics.pose@oracle.AP`` works as a dotted key)."""
+    import os
+    import re
+
+    name = os.fspath(model.get("model") if isinstance(model, dict) else model).rstrip("/\\")
+    if name.startswith((".", "/", "~")) or os.path.exists(name):
+        name = os.path.basename(name)
+    slug = re.sub(r"[^A-Za-z0-9_+-]+", "-", name).strip("-") or "model"
+    return f"{metric}@{slug}"
+
+
+def same_images(old: dict, run_info: dict) -> bool:
+    """Whether a previous record scored the images the run folder holds now (same split content,
+    same image settings), so its metrics can stay beside new ones."""
+    from spbench.generation.run_folder import image_settings
+
+    try:
+        return (old["dataset"].get("hash") == run_info["dataset"].get("hash")
+                and old["method"] == run_info["method"]
+                and image_settings(old["config"]) == image_settings(run_info["config"])
+                and old["config"]["generation"].get("samples") == run_info["config"]["generation"].get("samples"))
+    except (KeyError, TypeError, AttributeError):
+        return False

@@ -25,7 +25,24 @@ def table_command(results: list[str] | None, table: str = "all", fmt: str = "md"
         raise SpbenchError("--format csv writes one table: pass --table 1, 2 or 3")
     ids = list(TABLES) if every else [get_table(table).id]
     records = load_records(results or None)
+    if not records:
+        _say_no_records(results)
     return "\n".join(render(t, records, fmt) for t in ids)
+
+
+def _say_no_records(results: list[str] | None) -> None:
+    """One line on stderr: no record was found, so the tables hold the paper's numbers alone."""
+    from rich.console import Console
+
+    from spbench.results.load import DEFAULT_RESULTS, RECORD_FILE
+
+    if results:
+        where = f"no {RECORD_FILE} found under {', '.join(map(str, results))}"
+    else:
+        where = (f"no {RECORD_FILE} found under ./{DEFAULT_RESULTS[0]}" if Path(DEFAULT_RESULTS[0]).is_dir()
+                 else f"no --results given and ./{DEFAULT_RESULTS[0]} does not exist")
+    Console(stderr=True).print(f"note: {where}: the tables show the paper's numbers only", markup=False,
+                               highlight=False, soft_wrap=True)
 
 
 def figures_command(results: list[str] | None, out: str | Path) -> list[Path]:

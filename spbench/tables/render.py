@@ -22,12 +22,15 @@ PAPER_NOTE = "*"
 TINY = "†tiny"
 SAMPLE = "‡sample"
 LIMIT = "§limit"
+OFF_PROTOCOL = "¶settings"
 MARKER_NOTES = {
-    TINY: f"{TINY}: from a tiny-profile record (random models): it checks the machinery; tiny numbers are not results.",
+    TINY: f"{TINY}: from a record made with tiny random models: it checks the machinery; tiny numbers are not results.",
     SAMPLE: f"{SAMPLE}: from the small sample shipped with spbench, not the benchmark split; not a result.",
     LIMIT: f"{LIMIT}: from a run on the first N samples only (--limit); not comparable with the full split.",
+    OFF_PROTOCOL: f"{OFF_PROTOCOL}: from a run whose settings depart from the paper's protocol (listed below); not comparable with the paper's numbers.",
 }
-ORACLE_NOTE = "Records scored with the oracle pose model (which returns the condition pose) are left out of Pose mAP."
+ORACLE_NOTE = ("Diagnostic scores (the oracle pose model, which returns the condition pose, or a pose model other "
+               "than the run's) are left out: they check the metric, not the method.")
 
 
 def dataset_of(rec: Loaded) -> tuple[str, bool]:
@@ -38,16 +41,18 @@ def dataset_of(rec: Loaded) -> tuple[str, bool]:
 
 
 def markers(rec: Loaded) -> list[str]:
-    """Why a number is not a result: tiny says it all; otherwise the sample and --limit."""
+    """Why a number is not a result: tiny says it all; otherwise the sample, --limit and settings
+    that depart from the paper's protocol."""
     if rec.tiny:
         return [TINY]
-    return [m for m, on in ((SAMPLE, dataset_of(rec)[1]), (LIMIT, bool(rec.limit))) if on]
+    return [m for m, on in ((SAMPLE, dataset_of(rec)[1]), (LIMIT, bool(rec.limit)), (OFF_PROTOCOL, bool(rec.departures))) if on]
 
 
 def usable(rec: Loaded, key: str) -> bool:
-    """Whether ``rec`` has a number for ``key`` that measures the method: pose scored with the
-    ``oracle`` pose model (which returns the condition pose) is a sanity check, not a result."""
-    if key.startswith("pose.") and rec.get("evaluation.pose.model") == "oracle":
+    """Whether ``rec`` has a number for ``key`` that measures the method: a diagnostic score
+    (e.g. pose from the ``oracle`` pose model, which returns the condition pose) is a sanity
+    check, and a score marked invalid (e.g. AP-10K pose from a COCO-head model) is no result."""
+    if rec.diagnostic(key) or rec.invalid(key):
         return False
     return rec.metric(key) is not None
 
@@ -125,12 +130,20 @@ def _row_values(table: TableDef, dataset: str, row: Row, ref: dict | None, mine:
         if paper_note:
             notes.add(f"{PAPER_NOTE} {paper_note}")
         candidates = [r for r in mine if usable(r, col.key)]
-        if any(r.metric(col.key) is not None and not usable(r, col.key) for r in mine):
-            notes.add(ORACLE_NOTE)
+        for r in mine:
+            if r.metric(col.key) is None:
+                continue
+            if r.diagnostic(col.key):
+                notes.add(ORACLE_NOTE)
+            elif r.invalid(col.key):
+                notes.add(f"{DATASET_LABELS.get(dataset, dataset)} / {row.label}: {col.label} of {r.path} is left out, "
+                          f"marked invalid: {r.invalid(col.key)}")
         best = max(candidates, key=preference) if candidates else None
         o = best.metric(col.key) if best else None
         if best:
             chosen_paths.add(str(best.path))
+            if best.departures and not best.tiny:
+                notes.add(f"{OFF_PROTOCOL} {best.path}: " + "; ".join(best.departures))
         diff = round(o - p, 6) if o is not None and p is not None else math.nan
         values += [math.nan if p is None else p, math.nan if o is None else o, diff,
                    "".join(markers(best)) if best else "", PAPER_NOTE if paper_note else ""]
@@ -193,6 +206,7 @@ def to_markdown(df) -> str:
 _LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
           "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
           "†": r"\textsuperscript{\dag}", "‡": r"\textsuperscript{\ddag}", "§": r"\textsuperscript{\S}",
+          "¶": r"\textsuperscript{\P}",
           "—": "---", "−": "$-$", "↑": r"$\uparrow$", "↓": r"$\downarrow$", "·": r"$\cdot$"}
 
 

@@ -5,9 +5,13 @@ Layout of ``OUT/checkpoint-<step>/``::
     <model folder>/            the trainable model, ``save_pretrained`` (safetensors): give this
                                folder to ``spbench run --method M --checkpoint``; for keypoint-token
                                runs it also holds ``learned_embeds.bin`` ({token: tensor[768]})
-    optimizer.bin, scaler.pt,  accelerate's ``save_state`` (optimizer, grad scaler, RNG states,
-    random_states_<p>.pkl,     the LR scheduler as a registered object); the model weights are
-    custom_checkpoint_0.pkl    not duplicated there (a save hook writes the model folder instead)
+    optimizer.bin, scaler.pt,  accelerate's ``save_state`` (optimizer, grad scaler, RNG states),
+    random_states_<p>.pkl      all read back with ``weights_only=True``; the model weights are
+                               not duplicated there (a save hook writes the model folder instead)
+    lr_scheduler.json          the LR scheduler's state, as JSON (no pickle: accelerate's
+                               registered objects are unpickled with ``weights_only=False``, so a
+                               planted ``custom_checkpoint_0.pkl`` could run code; spbench never
+                               registers one and never reads such a file)
     trainer_state.json         step, epoch, batch within the epoch, loss sums — written last, so
                                its presence marks a complete checkpoint
 """
@@ -24,6 +28,7 @@ from spbench.files import atomic_write_json
 
 PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
+SCHEDULER_FILE = "lr_scheduler.json"
 
 
 def model_folder(path: str | None) -> str | None:
@@ -80,6 +85,32 @@ def read_state(folder: Path) -> dict:
 
 def write_state(folder: Path, state: dict) -> None:
     atomic_write_json(Path(folder) / STATE_FILE, state)
+
+
+def write_scheduler_state(folder: Path, scheduler) -> None:
+    """An LR scheduler's ``state_dict`` as JSON (LambdaLR's lambdas are functions: not saved)."""
+    state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    atomic_write_json(Path(folder) / SCHEDULER_FILE, state)
+
+
+def read_scheduler_state(folder: Path, scheduler, step: int) -> None:
+    """Restore an LR scheduler from ``lr_scheduler.json``; a checkpoint written before that file
+    existed gets the state of a LambdaLR stepped ``step`` times (its pickle is never read)."""
+    path = Path(folder) / SCHEDULER_FILE
+    state = scheduler.state_dict()
+    if path.is_file():
+        try:
+            saved = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise SpbenchError(f"cannot read {path}: {e}; resume from another checkpoint") from None
+        if not isinstance(saved, dict) or "last_epoch" not in saved:
+            raise SpbenchError(f"{path}: not an LR scheduler state (no last_epoch); resume from another checkpoint")
+        state.update({k: v for k, v in saved.items() if k != "lr_lambdas"})
+    else:
+        lambdas = getattr(scheduler, "lr_lambdas", [])
+        state.update(last_epoch=step, _step_count=step + 1,
+                     _last_lr=[base * fn(step) for base, fn in zip(scheduler.base_lrs, lambdas)])
+    scheduler.load_state_dict(state)
 
 
 def prune(out: Path, keep: int | None) -> list[Path]:

@@ -60,6 +60,9 @@ def resolve_run(options: TrainingOptions):
     split = load_split(options.dataset, options.split, options.data_root, options.ann).limit(options.limit)
     if len(split) == 0:
         raise SpbenchError(f"dataset {split.dataset!r} split {split.name!r} has no usable samples to train on")
+    from spbench.data.registry import check_image_files, resolve_annotation_file
+
+    check_image_files(split, resolve_annotation_file(options.dataset, options.split, options.data_root, options.ann)[1])
     flags = {"method.name": options.method, "method.variant": options.variant, "dataset.name": split.dataset,
              "dataset.split": split.name, "dataset.data_root": options.data_root, "dataset.ann": options.ann,
              "dataset.limit": options.limit, "generation.seed": options.seed}
@@ -166,7 +169,8 @@ class Trainer:
         lambdas = [lambda step: 1.0] + ([lambda step: decay ** ((step // spe) // every)] if self.train_tokens else [])
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         self.model, self.optimizer = acc.prepare(model, optimizer)
-        acc.register_for_checkpointing(self.lr_scheduler)
+        # The LR scheduler is saved as JSON by save_checkpoint, not registered with accelerate,
+        # whose custom_checkpoint_<i>.pkl is unpickled with weights_only=False (it could run code).
         acc.register_save_state_pre_hook(self._save_model_hook)
         acc.register_load_state_pre_hook(self._load_model_hook)
 
@@ -388,8 +392,10 @@ class Trainer:
             acc.log({names[k]: v for k, v in values.items() if v is not None}, step=self.global_step)
         if acc.is_main_process:
             samples = [self.split.samples[i].sample_id for i in batch["index"].tolist()]
-            with open(self.out / STEP_LOG, "a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": self.global_step, "epoch": epoch, **values, "samples": samples}) + "\n")
+            from spbench.files import dumps
+
+            with open(self.out / STEP_LOG, "a", encoding="utf-8") as f:  # a non-finite loss is written as null
+                f.write(dumps({"step": self.global_step, "epoch": epoch, **values, "samples": samples}) + "\n")
         if progress is not None:
             progress.update(task, advance=1, loss=values["loss"])
         if self.global_step % opts.checkpointing_steps == 0:
@@ -418,6 +424,7 @@ class Trainer:
         acc.wait_for_everyone()
         acc.save_state(str(folder))
         if acc.is_main_process:
+            ckpt.write_scheduler_state(folder, self.lr_scheduler)
             epoch, batch_in_epoch = divmod(self.global_step, self.steps_per_epoch)
             ckpt.write_state(folder, {
                 "global_step": self.global_step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
@@ -439,15 +446,42 @@ class Trainer:
         if changed:
             raise SpbenchError(f"cannot resume from {folder}: {'; '.join(changed)} (the data order would differ); "
                                "resume with the settings of the original run")
-        self.accelerator.load_state(str(folder))
+        self._load_state(folder)
         self.global_step = int(state["global_step"])
+        ckpt.read_scheduler_state(folder, self.lr_scheduler, self.global_step)
         log = self.out / STEP_LOG
         if self.accelerator.is_main_process and log.is_file():  # steps after the checkpoint are redone
-            from spbench.files import atomic_write_jsonl, read_jsonl
+            from spbench.files import atomic_write_jsonl
 
-            atomic_write_jsonl(log, [r for r in read_jsonl(log) if r["step"] <= self.global_step])
+            atomic_write_jsonl(log, [r for r in _step_rows(log) if r["step"] <= self.global_step])
         self.sums, self.last = dict(state["sums"]), dict(state.get("last") or {})
         self.resumed_from = str(folder)
+
+    def _load_state(self, folder: Path) -> None:
+        """accelerate's ``load_state``: optimizer, scaler and RNG files are read with
+        ``weights_only=True`` (no registered custom objects, so no ``weights_only=False`` pickle);
+        a file that pickles anything else is refused with one line."""
+        import pickle
+
+        try:
+            self.accelerator.load_state(str(folder))
+        except RuntimeError as e:
+            # A checkpoint with custom_checkpoint_<i>.pkl (written before spbench kept the scheduler
+            # in JSON, or planted): accelerate refuses it only after it has loaded everything else,
+            # and since nothing is registered the pickle itself is never opened.
+            if not str(e).startswith("Number of custom checkpoints") or self.accelerator._custom_objects:
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise SpbenchError(f"cannot resume from {folder}: {first[:200]}; resume from another checkpoint") from None
+        except pickle.UnpicklingError as e:
+            import re
+
+            found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+            what = f"it pickles {found.group(1)}" if found else "not a tensor file"
+            raise SpbenchError(f"refusing to resume from {folder}: a state file there is unsafe or damaged ({what}), and spbench "
+                               "unpickles only tensors; resume from another checkpoint") from None
+        except (FileNotFoundError, EOFError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SpbenchError(f"cannot resume from {folder}: {first[:200]}; resume from another checkpoint") from None
 
     def validate(self) -> Path:
         from spbench.training.validation import validation_images
@@ -458,6 +492,20 @@ class Trainer:
         from spbench.training.record import write_record
 
         return write_record(self, status)
+
+
+def _step_rows(path: Path) -> list[dict]:
+    """The rows of steps.jsonl; a line cut short by a killed process (the last one) is dropped."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), int):
+                rows.append(row)
+    return rows
 
 
 def run_training(options: TrainingOptions) -> Path:

@@ -1,0 +1,70 @@
+"""The paper's protocol, and how a run's settings depart from it (plain data: no torch).
+
+A record lists its departures (``"generation.steps=20 (paper: 50)"``); ``spbench table`` and the
+report mark numbers from such records, since they are not comparable with the paper's.
+"""
+
+from __future__ import annotations
+
+# Generation settings of the paper's protocol (UniPC, 50 steps, CFG 7.5, scale 1, 3 per prompt, 512²).
+PAPER_GENERATION = {
+    "steps": 50,
+    "guidance_scale": 7.5,
+    "conditioning_scale": 1.0,
+    "scheduler": "unipc",
+    "negative_prompt": "",
+    "samples": 3,
+    "canvas": 512,
+}
+# Methods that generate nothing: only the canvas applies (the Real Image row is 1 image per prompt).
+NO_GENERATION = {"real": ("canvas",)}
+# Scoring model setting of each metric.
+METRIC_MODELS = {"pose": "pose", "clip": "clip", "fid": "inception", "det": "detector"}
+
+
+def _paper_models(schema: str | None) -> dict:
+    """The paper profile's model settings (its pose model for ``schema``), or {} if unreadable."""
+    try:
+        from spbench.config import load_profile
+
+        paper = load_profile("paper")
+    except Exception:
+        return {}
+    models = dict(paper.get("models") or {})
+    pose = (paper.get("pose_models") or {}).get(schema or "") or {}
+    models["pose"] = pose.get("id")
+    models["pose_dataset_index"] = pose.get("dataset_index")
+    return models
+
+
+def _is_hub_id(value) -> bool:
+    return isinstance(value, str) and value.count("/") == 1 and not value.startswith(("/", ".", "~")) and "://" not in value
+
+
+def departures(config: dict, method: str | None = None, metrics=()) -> list[str]:
+    """Settings of ``config`` that depart from the paper's protocol, one ``"key=value (paper: x)"``
+    each. Models depart when they are tiny, or a hub id other than the paper profile's; a local
+    folder is taken for the paper's model (its fingerprint is in the record to check it)."""
+    out = []
+    gen = config.get("generation") or {}
+    keys = NO_GENERATION.get(method or "", tuple(PAPER_GENERATION))
+    for key in keys:
+        if key in gen and gen[key] != PAPER_GENERATION[key]:
+            if isinstance(PAPER_GENERATION[key], str) and str(gen[key]).lower() == PAPER_GENERATION[key]:
+                continue
+            out.append(f"generation.{key}={gen[key]!r} (paper: {PAPER_GENERATION[key]!r})")
+    models = config.get("models") or {}
+    paper = _paper_models((config.get("dataset") or {}).get("schema"))
+    roles = ([] if method in NO_GENERATION else ["base"]) + [METRIC_MODELS[m] for m in metrics if m in METRIC_MODELS]
+    for role in roles:
+        value = models.get(role)
+        if value is None or value == paper.get(role):
+            continue
+        if isinstance(value, str) and value.startswith("tiny://"):
+            out.append(f"models.{role}={value} (tiny)")
+        elif _is_hub_id(value):
+            out.append(f"models.{role}={value} (paper: {paper.get(role)})")
+    if "pose" in metrics and models.get("pose") == paper.get("pose") and paper.get("pose") is not None \
+            and models.get("pose_dataset_index") != paper.get("pose_dataset_index"):
+        out.append(f"models.pose_dataset_index={models.get('pose_dataset_index')!r} (paper: {paper.get('pose_dataset_index')!r})")
+    return out
