@@ -6,15 +6,13 @@ report mark numbers from such records, since they are not comparable with the pa
 
 from __future__ import annotations
 
-# Generation settings of the paper's protocol (UniPC, 50 steps, CFG 7.5, scale 1, 3 per prompt, 512²).
+from spbench.config import DEFAULTS
+
+# Generation settings of the paper's protocol (UniPC, 50 steps, CFG 7.5, scale 1, 3 per prompt,
+# 512²): spbench's defaults are the paper's, so they are read from there, not written twice.
 PAPER_GENERATION = {
-    "steps": 50,
-    "guidance_scale": 7.5,
-    "conditioning_scale": 1.0,
-    "scheduler": "unipc",
-    "negative_prompt": "",
-    "samples": 3,
-    "canvas": 512,
+    key: DEFAULTS["generation"][key]
+    for key in ("steps", "guidance_scale", "conditioning_scale", "scheduler", "negative_prompt", "samples", "canvas")
 }
 # Methods that generate nothing: only the canvas applies (the Real Image row is 1 image per prompt).
 NO_GENERATION = {"real": ("canvas",)}
