@@ -13,15 +13,49 @@ def load_pretrained(cls, name_or_path: str, role: str, *, setting: str | None = 
     ``role`` says what the model is for ("base model", "pose model"); ``setting`` names the
     ``--set`` key that points at it, so the message can say how to use a local folder instead.
     """
+    hint = f"--set {setting}=/path/to/folder" if setting else "a local folder"
+    local = looks_local(name_or_path)
+    if local and not os.path.isdir(name_or_path):
+        raise SpbenchError(f"the {role} folder {name_or_path} does not exist: check the path, or pass another "
+                           f"folder with {hint}")
+    variant = half_precision_variant(name_or_path, kwargs.get("subfolder")) if local else None
+    if variant and "variant" not in kwargs:
+        kwargs["variant"] = variant
     try:
         return cls.from_pretrained(name_or_path, **kwargs)
     except (OSError, ValueError, EnvironmentError) as e:
-        where = "folder" if os.path.isdir(name_or_path) else "id"
-        hint = f"--set {setting}=/path/to/folder" if setting else "a local folder"
-        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if local:
+            raise SpbenchError(f"cannot load the {role} from folder {name_or_path!r}: {first} — the folder must "
+                               f"be a complete model folder as the hub lays it out (pass another with {hint})") from None
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise SpbenchError(
-            f"cannot load the {role} from {where} {name_or_path!r}{offline}: {first} — "
+            f"cannot load the {role} from id {name_or_path!r}{offline}: {first} — "
             f"download it where there is network (`hf download {name_or_path} --local-dir DIR`) "
             f"and pass the folder with {hint}"
         ) from None
+
+
+def looks_local(name_or_path: str) -> bool:
+    """A folder that exists, or a spec written like a path; hub ids are ``org/name``."""
+    name = os.fspath(name_or_path)
+    return os.path.isdir(name) or name.startswith((".", "/", "~")) or os.path.isabs(name)
+
+
+# Weight files from_pretrained reads without a variant.
+_PLAIN_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin", "model.safetensors",
+                  "pytorch_model.bin", "diffusion_pytorch_model.safetensors.index.json",
+                  "model.safetensors.index.json")
+
+
+def half_precision_variant(folder: str, subfolder: str | None = None) -> str | None:
+    """``"fp16"`` when a local (sub)folder holds only the ``*.fp16.*`` weights (a download of the
+    hub's fp16 variant alone), which ``from_pretrained`` reads only when asked for the variant."""
+    path = os.path.join(folder, subfolder) if subfolder else folder
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return None
+    if any(n in _PLAIN_WEIGHTS for n in names):
+        return None
+    return "fp16" if any(".fp16." in n for n in names) else None
