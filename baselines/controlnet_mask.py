@@ -25,9 +25,10 @@ MASK_FORMAT = 1
 
 
 def canvas_boxes(request: Request) -> list[list[float]]:
-    """The instances' ground-truth boxes on the canvas, as SAM box prompts [x1, y1, x2, y2]."""
+    """The ground-truth boxes on the canvas, as SAM box prompts [x1, y1, x2, y2], of the instances
+    with a labelled keypoint (an ignored one is not in the pose condition either)."""
     boxes = []
-    for inst in request.sample.instances:
+    for inst in request.sample.labelled_instances:
         x, y, w, h = request.transform.bbox(inst.bbox)
         boxes.append([x, y, x + w, y + h])
     return boxes

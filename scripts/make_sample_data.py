@@ -9,8 +9,12 @@ Two splits, each in its real dataset's layout, so the harness runs out of the bo
 Poses come from a side-view quadruped template and a standing-human template, varied by seeded
 scale, placement, limb angles and jitter; the images are flat drawings of those poses (nothing is
 downloaded; these are not dataset images). Each split holds, on purpose, an unlabelled keypoint
-(v=0) here and there, one crowd annotation, one zero-visible instance (alone in its image) and one
-keypoint outside the frame, so every cleaning rule (spbench.data.cleaning) is exercised.
+(v=0) here and there, one crowd annotation, one zero-visible instance (alone in its image, so the
+image is dropped) and one keypoint outside the frame, so every cleaning rule
+(spbench.data.cleaning) is exercised. The AP-10K split also holds an instance with no labelled
+keypoint beside labelled ones (image 64: a sheep hidden behind the flock, its box round the
+flock), which the readers keep as ignored ground truth: under the official pose protocol a
+prediction of a sheep that misses its own pose matches it and is ignored, not a false positive.
 
 Deterministic (fixed seeds) and re-runnable: ``python scripts/make_sample_data.py``.
 """
@@ -103,7 +107,8 @@ class Figure:
     category: str
     points: list[tuple[float, float]]
     visibility: list[int]
-    kind: str = "normal"  # normal | crowd | hidden (annotated with no visible keypoint)
+    kind: str = "normal"  # normal | crowd | hidden (annotated with no visible keypoint) | behind (no
+    # keypoint, nothing drawn: hidden behind the others, its box given in crowd_box)
     crowd_box: tuple[float, float, float, float] | None = None
     length: float = 0.0  # body length (animals) or height (people) in pixels, for drawing
 
@@ -324,7 +329,7 @@ AP10K_PLAN = [
     (37, 5, ["horse"], "out_of_frame"),
     (42, 88, ["cat"], ""),
     (58, 7, ["elephant"], ""),
-    (64, 1, ["sheep", "sheep", "sheep"], ""),
+    (64, 1, ["sheep", "sheep", "sheep"], "ignored"),
     (79, 4, ["polar bear"], ""),
     (85, 2, ["deer"], ""),
     (91, 6, ["tiger", "leopard"], ""),
@@ -372,11 +377,18 @@ def make_ap10k_split(root: Path) -> None:
         if extra == "crowd":  # a distant herd annotated as one crowd region
             figures.append(Figure("zebra", [], [0] * AP10K.num_keypoints, "crowd",
                                   (0.05 * w, 0.38 * h, 0.5 * w, 0.12 * h)))
+        if extra == "ignored":  # one more animal hidden behind the others: a box round them all, no keypoint
+            boxes = [bbox_of(f.points, f.visibility, size) for f in figures]
+            x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+            x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+            figures.append(Figure(species[0], [], [0] * AP10K.num_keypoints, "behind", (x0, y0, x1 - x0, y1 - y0)))
 
         for fig in sorted(figures, key=lambda f: max((p[1] for p in f.points), default=0)):
             colour = SPECIES_COLOURS[fig.category]
             if fig.kind == "crowd":
                 draw_crowd(draw, fig.crowd_box, shade(colour, 0.8), rng)
+            elif fig.kind == "behind":
+                continue  # nothing of it shows
             elif fig.kind == "hidden":
                 draw_quadruped(draw, fig.points, fig.length, colour)
                 draw_bush(draw, bbox_of(fig.points, [2] * 17, size, 0.2), (45, 95, 40))
@@ -388,7 +400,7 @@ def make_ap10k_split(root: Path) -> None:
         images.append({"license": 1, "id": image_id, "file_name": file_name, "width": w, "height": h,
                        "background": background})
         for fig in figures:
-            if fig.kind == "crowd":
+            if fig.kind in ("crowd", "behind"):
                 box = tuple(round(v) for v in fig.crowd_box)
                 kpts = [0] * (3 * AP10K.num_keypoints)
             else:
@@ -541,7 +553,9 @@ layouts and JSON formats of AP-10K (`ap10k/`) and Human-Art (`humanart/HumanArt/
 NOT images from either dataset: the sample exists so the harness runs end to end out of the box,
 and to exercise the readers' cleaning rules (each split has an unlabelled keypoint here and
 there, one crowd annotation, one instance with no visible keypoint alone in its image, and one
-keypoint outside the frame). Numbers measured on it mean nothing about any method.
+keypoint outside the frame; the AP-10K split also has an instance with no labelled keypoint
+beside labelled ones, kept as ignored ground truth). Numbers measured on it mean nothing about
+any method.
 """
 
 

@@ -64,7 +64,7 @@ Variant = Annotated[Optional[str], typer.Option(help="A named variant of the met
 Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a model folder, a hub id, or a `spbench train` `checkpoint-<step>` folder.")]
 Metrics = Annotated[str, typer.Option(help="Comma-separated metrics to compute (available: pose, clip, fid, det).")]
 Protocol = Annotated[Optional[str], typer.Option(help="Pose-scoring protocol (default: the profile's evaluation.protocol). official: as the official SP-Ctrl evaluation (original image frame, mmpose decoding; README \"Fidelity\"); canvas: spbench's own, in the canvas frame, every image.")]
-PoseModel = Annotated[Optional[str], typer.Option(help="Pose estimator: hub id, folder, or `oracle` (returns the condition pose; scores 100). Another model than the run's is a diagnostic: its score is stored as `pose@<model>`, beside the run's pose score.")]
+PoseModel = Annotated[Optional[str], typer.Option(help="Pose estimator: hub id, folder, `oracle` (returns the condition pose; scores 100) or `perturbed-oracle[:SEED]` (the condition pose moved by seeded offsets; AP between 0 and 100). Another model than the run's is a diagnostic: its score is stored as `pose@<model>`, beside the run's pose score.")]
 RunName = Annotated[Optional[str], typer.Option("--name", help="Name of the run folder under --out (default: `<dataset>-<split>-<method>[-<variant>]-<profile>[-<checkpoint>]`).")]
 
 

@@ -245,6 +245,11 @@ def _check_model(spec, role: str, setting: str, builtin: tuple[str, ...], folder
     spec = os.fspath(spec)
     if spec in builtin:
         return
+    from spbench.metrics.perturbed import is_perturbed, perturbed_seed
+
+    if is_perturbed(spec) and role in ("pose model", "detector (Grounding-DINO)"):
+        perturbed_seed(spec)  # a malformed seed is a one-line error here, before any generation
+        return
     if spec.startswith("tiny://"):
         raise SpbenchError(f"unknown {role} {spec!r} ({setting}): use one of {', '.join(builtin)}, a hub id or a folder")
     path = os.path.expanduser(spec)
@@ -326,7 +331,7 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
 
 def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[str], pose_model, config_pose, state):
     from spbench.metrics.evaluate import scoring_function
-    from spbench.results.models import generation_weights, model_identity, pose_head_problem
+    from spbench.results.models import generation_weights, is_diagnostic_model, model_identity, pose_head_problem
     from spbench.results.record import build_record, diagnostic_key
 
     mine = manifest[state.process_index :: state.num_processes]
@@ -336,7 +341,7 @@ def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[
         key = name
         if name == "pose":
             used = pose_model if pose_model is not None else config_pose
-            if pose_model is not None or used == "oracle":
+            if pose_model is not None or is_diagnostic_model(used):
                 key = diagnostic_key(name, used)
         if name == "fid" and info["method"]["name"] == "real":
             # The real images are FID's reference: their FID is not a result (the paper shows "—").

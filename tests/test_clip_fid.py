@@ -196,6 +196,26 @@ def test_fid_equals_torchmetrics_overall_and_per_k(tmp_path):
     assert (res["num_generated"], res["num_reference"]) == (len(rows), len(split))
 
 
+def test_tiny_extractor_resizes_by_fid_resize_as_the_real_one(tmp_path):
+    """tiny://inception honours evaluation.fid_resize (it used to resize with antialias whatever
+    the setting): tf1 is torch-fidelity's TF1 bilinear, the resize torchmetrics' Inception uses
+    without antialias; the record's description says which."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    from spbench.metrics.fid import resize_batch
+
+    x = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (2, 3, 64, 48))).float()
+    np.testing.assert_array_equal(resize_batch(x, 32, "tf1").numpy(),
+                                  interpolate_bilinear_2d_like_tensorflow1x(x, size=(32, 32), align_corners=False).numpy())
+    assert not torch.allclose(resize_batch(x, 32, "tf1"), resize_batch(x, 32, "antialias"))
+    images = [Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)) for i in range(3)]
+    aa, tf1 = load_extractor("tiny://inception", "antialias"), load_extractor("tiny://inception", "tf1")
+    assert aa.resize.startswith("torch bilinear with antialias") and tf1.resize.startswith("TensorFlow-1")
+    assert not np.allclose(aa(images), tf1(images))
+    ctx, rows, _ = make_run(tmp_path, noise=(0.0, 40.0), sets=["evaluation.fid_resize=tf1"])
+    assert score_fid(ctx, rows).description["resize"].startswith("TensorFlow-1")
+
+
 def test_fid_of_the_real_images_against_themselves_is_zero(tmp_path):
     ctx, rows, _ = make_run(tmp_path, noise=(0.0, 40.0))
     res = score_fid(ctx, rows).compute()

@@ -220,15 +220,21 @@ def test_clean_crowd_annotations_are_dropped():
     assert stats["annotations_in_file"] == 2 and stats["instances"] == 1
 
 
-def test_clean_zero_visible_instances_are_dropped():
+def test_clean_zero_visible_instances_are_kept_as_ignored_beside_a_labelled_one():
     doc = ap10k_doc(width=100, height=80)
+    doc["images"].append({"id": 2, "file_name": "2.jpg", "width": 100, "height": 80})
     doc["annotations"].append(ann(2, visible=0))
     only_outside = ann(3, visible=1)
     only_outside["keypoints"][0:3] = [150, 10, 2]  # its one labelled point is out of frame
     doc["annotations"].append(only_outside)
+    doc["annotations"].append(ann(4, image_id=2, visible=0))  # alone in its image: goes with it
     kept, stats = clean(doc)
-    assert stats["zero_visible_instances"] == 2 and stats["keypoints_out_of_frame"] == 1
-    assert [i.annotation_id for i in kept[0].instances] == [1]
+    assert stats["zero_visible_instances"] == 3 and stats["keypoints_out_of_frame"] == 1
+    # Image 1 keeps them as ignored ground truth (COCOeval's and the official protocol's rule).
+    assert [c.image_id for c in kept] == [1]
+    assert [i.annotation_id for i in kept[0].instances] == [1, 2, 3]
+    assert [i.labelled for i in kept[0].instances] == [True, False, False]
+    assert stats["ignored_instances"] == 2 and stats["instances"] == 3 and stats["images_without_pose"] == 1
 
 
 def test_clean_images_without_pose_are_dropped():
@@ -268,6 +274,9 @@ def test_sample_dataset_loads(split_name, schema):
     # Every cleaning rule has something to do in the sample.
     for key in ("crowd_instances", "keypoints_out_of_frame", "zero_visible_instances", "images_without_pose"):
         assert split.stats[key] >= 1, key
+    # AP-10K: an unlabelled instance beside labelled ones stays, as ignored ground truth.
+    assert (split.stats["ignored_instances"] >= 1) == (split_name == "ap10k")
+    assert all(any(i.labelled for i in s.instances) for s in split.samples)
     assert any(v == 0 for s in split.samples for i in s.instances for _, _, v in i.keypoints)
     assert all("<KPT>" in s.prompt_template for s in split.samples)
 

@@ -249,7 +249,9 @@ def test_score_detection_on_a_run(tmp_path):
     ev = score_detection(ctx, rows)
     res = ev.compute()
     assert set(res["per_k"]) == {"0", "1"} and 0.0 <= res["AP75"] <= 100.0
-    assert res["num_instances"] == 2 * sum(len(s.instances) for s in split.samples)
+    # Ground truth: the instances with a labelled keypoint (the sample's ignored sheep is not one).
+    assert res["num_instances"] == 2 * sum(len(s.labelled_instances) for s in split.samples)
+    assert sum(len(s.labelled_instances) for s in split.samples) < sum(len(s.instances) for s in split.samples)
     records = {(r["sample_id"], r["k"]): r for r in ev.records()}
     two_species = next(s for s in split.samples if len(s.categories) == 2)
     assert records[(two_species.sample_id, 0)]["num_detections"] == 2 * 30  # tiny model: 30 queries per prompt

@@ -15,8 +15,9 @@ _STAT_LABELS = {
     "annotations_in_file": "annotations in file",
     "crowd_instances": "dropped: crowd annotations",
     "keypoints_out_of_frame": "zeroed: keypoints out of frame",
-    "zero_visible_instances": "dropped: instances with no visible keypoint",
-    "images_without_pose": "dropped: images with no instance left",
+    "zero_visible_instances": "instances with no labelled keypoint",
+    "ignored_instances": "kept as ignored ground truth (beside a labelled one)",
+    "images_without_pose": "dropped: images with no labelled keypoint, with their instances",
     "missing_images": "image files missing",
 }
 
@@ -34,10 +35,14 @@ def summarize(split: Split) -> dict:
         # Counted over the samples, so a limited split reports what it holds.
         images=len(split.samples),
         instances=len(instances),
+        labelled_instances=sum(i.labelled for i in instances),
+        ignored_instances=sum(not i.labelled for i in instances),
         visible_keypoints=sum(i.num_visible for i in instances),
         max_instances_per_image=max(per_image, default=0),
+        # Over the instances with a labelled keypoint (ignored ones have none by definition).
         mean_visible_keypoints_per_instance=(
-            round(sum(i.num_visible for i in instances) / len(instances), 2) if instances else 0.0
+            round(sum(i.num_visible for i in instances) / max(1, sum(i.labelled for i in instances)), 2)
+            if instances else 0.0
         ),
         categories=dict(Counter(i.category for i in instances).most_common()),
         scenes=dict(Counter(s.scene for s in split.samples).most_common()),
@@ -54,8 +59,9 @@ def format_summary(summary: dict, max_listed: int = 12) -> Table:
     table.add_row("image root", str(summary["root"]))
     table.add_row("content hash", summary["content_hash"])
     table.add_row("images", str(summary["images"]))
-    table.add_row("instances", f"{summary['instances']} (at most {summary['max_instances_per_image']} per image)")
-    table.add_row("visible keypoints per instance", f"{summary['mean_visible_keypoints_per_instance']:.2f} (mean)")
+    table.add_row("instances", f"{summary['instances']} (at most {summary['max_instances_per_image']} per image; "
+                               f"{summary['labelled_instances']} with a labelled keypoint)")
+    table.add_row("visible keypoints per instance", f"{summary['mean_visible_keypoints_per_instance']:.2f} (mean over labelled instances)")
     for key, label in _STAT_LABELS.items():
         if key in summary:
             table.add_row(label, str(summary[key]))

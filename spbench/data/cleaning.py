@@ -13,15 +13,19 @@ sample are treated alike:
    - keypoint with v > 0 whose (x, y) lies outside [0, width) x [0, height) -> set to (0, 0, 0)
      (``keypoints_out_of_frame``): it cannot be drawn into a condition nor matched by a
      detector on the image.
-   - instance with no keypoint v > 0 left -> dropped (``zero_visible_instances``): nothing to
-     condition on, and OKS ignores it anyway.
-   - image with no instance left -> dropped from the split (``images_without_pose``).
+   - instance with no keypoint v > 0 left (``zero_visible_instances``) -> kept as ignored
+     ground truth (``ignored_instances``) when its image has an instance with a labelled
+     keypoint, as COCOeval and the official evaluation keep it: nothing is drawn or predicted
+     for it, and a detection that matches it is ignored rather than a false positive.
+   - image with no instance with a labelled keypoint -> dropped from the split, with any
+     unlabelled instances it holds (``images_without_pose``): there is no pose to condition on.
 
    Keypoints with v = 0 are kept as written; keypoints become floats, v an int.
 
 Stats keys (all ints): ``images_in_file``, ``annotations_in_file``, ``crowd_instances``,
-``keypoints_out_of_frame``, ``zero_visible_instances``, ``images_without_pose``, ``images``,
-``instances`` and ``visible_keypoints`` (what is kept). The registry adds ``missing_images``.
+``keypoints_out_of_frame``, ``zero_visible_instances``, ``ignored_instances``,
+``images_without_pose``, ``images``, ``instances`` (kept, ignored ones included) and
+``visible_keypoints``. The registry adds ``missing_images``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from spbench.errors import SpbenchError
 
 STAT_KEYS = (
     "images_in_file", "annotations_in_file", "crowd_instances", "keypoints_out_of_frame",
-    "zero_visible_instances", "images_without_pose", "images", "instances", "visible_keypoints",
+    "zero_visible_instances", "ignored_instances", "images_without_pose", "images", "instances",
+    "visible_keypoints",
 )
 
 
@@ -223,8 +228,7 @@ def clean_annotations(doc: dict) -> tuple[list[CleanImage], dict]:
         keypoints, n_out = _keypoints_in_frame(ann["keypoints"], image["width"], image["height"])
         stats["keypoints_out_of_frame"] += n_out
         if not any(v > 0 for _, _, v in keypoints):
-            stats["zero_visible_instances"] += 1
-            continue
+            stats["zero_visible_instances"] += 1  # kept below if its image has a labelled instance
         x, y, w, h = (float(v) for v in ann["bbox"])
         kept_by_image[ann["image_id"]].append(
             Instance(
@@ -239,11 +243,12 @@ def clean_annotations(doc: dict) -> tuple[list[CleanImage], dict]:
     kept: list[CleanImage] = []
     for image_id in sorted(kept_by_image):
         instances = kept_by_image[image_id]
-        if not instances:
+        if not any(i.labelled for i in instances):
             stats["images_without_pose"] += 1
             continue
         kept.append(CleanImage(images_by_id[image_id], tuple(instances)))
         stats["instances"] += len(instances)
+        stats["ignored_instances"] += sum(not i.labelled for i in instances)
         stats["visible_keypoints"] += sum(i.num_visible for i in instances)
     stats["images"] = len(kept)
     return kept, stats

@@ -41,6 +41,12 @@ class Instance:
     def num_visible(self) -> int:
         return int((self.visibility > 0).sum())
 
+    @property
+    def labelled(self) -> bool:
+        """Whether any keypoint is labelled (v > 0). An instance without one is kept as ignored
+        ground truth (spbench.data.cleaning): nothing is drawn or predicted for it."""
+        return bool(any(v > 0 for _, _, v in self.keypoints))
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -64,7 +70,13 @@ class Sample:
 
     @property
     def categories(self) -> tuple[str, ...]:
+        """Categories of every annotation, in order (the official prompt names them all)."""
         return tuple(dict.fromkeys(i.category for i in self.instances))
+
+    @property
+    def labelled_instances(self) -> tuple[Instance, ...]:
+        """The instances with a labelled keypoint: the ones a condition shows."""
+        return tuple(i for i in self.instances if i.labelled)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,8 +10,10 @@ Conventions (recorded in the result's ``evaluation.det``):
   images are canvas-sized, so boxes are in canvas pixels;
 - no score cut by default (``evaluation.det_box_threshold: 0.0``): COCO-style, the 100 best
   detections per image and category are kept (COCOeval's maxDets);
-- ground truth: every instance's box mapped to the canvas (area = canvas box area, used only by
-  COCO's size ranges; we report the "all" range);
+- ground truth: the box of every instance with a labelled keypoint, mapped to the canvas (area =
+  canvas box area, used only by COCO's size ranges; we report the "all" range). An instance
+  without one is not in the condition, so no method is asked to generate it: it is neither
+  ground truth nor prompted for;
 - pycocotools ``COCOeval(iouType="bbox")`` with its defaults: per-category AP averaged over
   categories, IoU .50:.05:.95, maxDets 100. AP.75 is the paper's number; percent, rounded to 10
   decimals (so the oracle's perfect score is exactly 100.0);
@@ -48,6 +50,16 @@ def _check_inputs(images, samples, transforms) -> None:
                                f"{t.width}x{t.height}; detection boxes are scored in the canvas frame")
 
 
+def scored_instances(sample: Sample) -> list[tuple[int, object]]:
+    """(index in ``sample.instances``, instance) of the instances detection scores: those with a
+    labelled keypoint."""
+    return [(j, inst) for j, inst in enumerate(sample.instances) if inst.labelled]
+
+
+def scored_categories(sample: Sample) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(inst.category for _, inst in scored_instances(sample)))
+
+
 class OracleDetector:
     """The ground-truth boxes on the canvas with score 1.0: the metric's upper bound."""
 
@@ -55,7 +67,7 @@ class OracleDetector:
 
     def predict(self, images, samples, transforms) -> list[list[dict]]:
         _check_inputs(images, samples, transforms)
-        return [[{"category": i.category, "bbox": list(t.bbox(i.bbox)), "score": 1.0} for i in s.instances]
+        return [[{"category": i.category, "bbox": list(t.bbox(i.bbox)), "score": 1.0} for _, i in scored_instances(s)]
                 for s, t in zip(samples, transforms)]
 
 
@@ -109,7 +121,7 @@ class GroundingDinoDetector:
 
     def predict(self, images, samples, transforms) -> list[list[dict]]:
         _check_inputs(images, samples, transforms)
-        pairs = [(i, c) for i, s in enumerate(samples) for c in s.categories]
+        pairs = [(i, c) for i, s in enumerate(samples) for c in scored_categories(s)]
         found = self.detect([images[i].convert("RGB") for i, _ in pairs], [prompt_text(c) for _, c in pairs])
         results: list[list[dict]] = [[] for _ in samples]
         for (i, category), (scores, boxes) in zip(pairs, found):
@@ -156,12 +168,18 @@ def build_tiny_grounding_dino(seed: int = 0):
 
 
 def load_detector(spec: str | os.PathLike | None, device: str = "cpu", **kwargs):
-    """``"oracle"``, ``"tiny://grounding-dino"`` or a hub id / folder of a transformers Grounding-DINO."""
+    """``"oracle"``, ``"perturbed-oracle[:SEED]"`` (:mod:`spbench.metrics.perturbed`),
+    ``"tiny://grounding-dino"`` or a hub id / folder of a transformers Grounding-DINO."""
+    from spbench.metrics.perturbed import PerturbedOracleDetector, perturbed_seed
+
     if spec is None:
         raise SpbenchError("no detector configured: set models.detector (e.g. IDEA-Research/grounding-dino-tiny)")
     spec = os.fspath(spec)
     if spec == "oracle":
         return OracleDetector()
+    seed = perturbed_seed(spec)
+    if seed is not None:
+        return PerturbedOracleDetector(seed)
     if spec.startswith("tiny://"):
         if spec != TINY_GROUNDING_DINO:
             raise SpbenchError(f"unknown tiny detector {spec!r}: use {TINY_GROUNDING_DINO}")
@@ -186,8 +204,9 @@ def box_iou(a, b) -> float:
 class DetectionEvaluator(Evaluator):
     name = "det"
 
-    def __init__(self, use_categories: bool = True):
+    def __init__(self, use_categories: bool = True, diagnostic: bool = False):
         self.use_categories = use_categories
+        self.diagnostic = diagnostic  # scored by an oracle: a check of the metric, not a result
         self.reset()
 
     def reset(self) -> None:
@@ -197,7 +216,7 @@ class DetectionEvaluator(Evaluator):
         """Record image k of ``sample``: its GT boxes mapped to the canvas, and the detections
         (``{"category", "bbox": [x, y, w, h] in canvas pixels, "score"}``)."""
         gts = []
-        for inst in sample.instances:
+        for _, inst in scored_instances(sample):
             x, y, w, h = transform.bbox(inst.bbox)
             gts.append({"category": inst.category, "bbox": [x, y, w, h], "area": w * h})
         dets = []
@@ -269,6 +288,8 @@ class DetectionEvaluator(Evaluator):
         result["per_k"] = {str(k): self._evaluate(gt, dt, ids, counts(ids)) for k, ids in sorted(ids_by_k.items())}
         result.update(spread_over_k(result["per_k"], "AP75"))
         result["use_categories"] = self.use_categories
+        if self.diagnostic:
+            result["diagnostic"] = True
         return result
 
     def records(self) -> list[dict]:
@@ -301,20 +322,25 @@ def score_detection(ctx, rows: list[dict], progress=None) -> DetectionEvaluator:
     settings = detection_settings(ctx)
     if not 0.0 <= settings["box_threshold"] < 1.0:
         raise SpbenchError(f"evaluation.det_box_threshold must be in [0, 1), got {settings['box_threshold']}")
+    from spbench.results.models import is_diagnostic_model
+
     spec = ctx.config["models"].get("detector")
-    evaluator = DetectionEvaluator()
+    diagnostic = is_diagnostic_model(spec)
+    evaluator = DetectionEvaluator(diagnostic=diagnostic)
     evaluator.description = {
-        "model": spec, "prompt": "per category of the sample: '<name>.' (lower case)",
-        "frame": "canvas", "boxes": "ground truth mapped to the canvas",
+        "model": spec, "prompt": "per category of the sample's instances with a labelled keypoint: '<name>.' (lower case)",
+        "frame": "canvas", "boxes": "ground truth of the instances with a labelled keypoint, mapped to the canvas",
         "score": "max sigmoid over the prompt's tokens (as post_process_grounded_object_detection)",
         "box_threshold": settings["box_threshold"],
         "max_detections": f"{MAX_DETECTIONS} per image and category (COCOeval maxDets)",
         "evaluation": "pycocotools COCOeval bbox, per-category AP averaged; headline AP.75",
         "spread": "mean and sample std (ddof=1) of AP75 over k",
     }
+    if diagnostic:
+        evaluator.description["diagnostic"] = True
     if not rows:
         return evaluator
-    detector = load_detector(spec, device=ctx.device, **({} if spec == "oracle" else settings))
+    detector = load_detector(spec, device=ctx.device, **({} if diagnostic else settings))
     task = progress.add_task("scoring detection", total=len(rows)) if progress else None
     for batch, images in ctx.image_batches(rows, settings["batch_size"]):
         samples = [ctx.samples[r["sample_id"]] for r in batch]

@@ -147,7 +147,7 @@ def _score_pose_official(ctx: ScoringContext, rows: list[dict], progress, schema
     scored in the original frame (crop, decoding, OKS-NMS as the official configs)."""
     from spbench.metrics.pose import PoseEvaluator
     from spbench.metrics.pose_models import load_pose_model
-    from spbench.metrics.pose_official import official_settings, sample_boxes, to_original_size
+    from spbench.metrics.pose_official import in_frame, official_settings, sample_boxes, scoring_frame, to_original_size
 
     settings = official_settings(schema.name)
     rows = [r for r in rows if r["k"] in settings.scored_k]
@@ -174,11 +174,13 @@ def _score_pose_official(ctx: ScoringContext, rows: list[dict], progress, schema
     model = load_pose_model(spec, dataset_index=index, device=ctx.device)
     task = progress.add_task("scoring pose", total=len(rows)) if progress else None
     for batch, images in ctx.image_batches(rows, ctx.config["evaluation"]["pose_batch_size"]):
-        samples = [ctx.samples[r["sample_id"]] for r in batch]
         for r in batch:
             if r["canvas"].get("mode", "stretch") != "stretch":
                 raise SpbenchError(f"the official pose protocol resizes stretched canvases back; image "
                                    f"{r['file']} uses canvas mode {r['canvas']['mode']!r}: use --protocol canvas")
+        # The original image frame: annotations as they are, images resized back to their size.
+        samples = [in_frame(ctx.samples[r["sample_id"]], scoring_frame(ctx.samples[r["sample_id"]], r["canvas"]))
+                   for r in batch]
         originals = [_dataset_image(ctx, s) if real else to_original_size(im, s) for im, s in zip(images, samples)]
         boxes = [sample_boxes(s, settings) for s in samples]
         predictions = model.predict_boxes(originals, samples, boxes, settings)

@@ -4,7 +4,8 @@ Conventions (recorded in the result's ``evaluation.fid``):
 - extractor (``models.inception``): torch-fidelity's FID Inception through torchmetrics
   (``NoTrainInceptionV3``, 2048-d pool features); ``pt_inception-2015-12-05`` means the file
   ``weights-inception-2015-12-05-6726825d.pth`` in ``$TORCH_HOME/hub/checkpoints``, or give the
-  path of that file. ``tiny://inception`` is a tiny random CNN for tests (16 features, 32×32).
+  path of that file. ``tiny://inception`` is a tiny random CNN for tests (16 features, 32×32,
+  resized by the same ``fid_resize`` rule as the real one).
 - resize: generated images are scored as written (canvas size). Real images are first brought to
   the canvas as the Real Image row does (``image_to_canvas``: PIL bicubic; letterbox pads black).
   The extractor then resizes both to 299×299: torch bilinear with antialias
@@ -78,12 +79,27 @@ class FeatureExtractor:
         return out
 
 
-def build_tiny_inception(seed: int = 0):
+def resize_batch(x, size: int, resize: str):
+    """float [N, 3, H, W] to size×size by ``evaluation.fid_resize``: torch bilinear with antialias
+    (``antialias``) or torch-fidelity's TensorFlow-1-compatible bilinear (``tf1``), the two
+    resizes of torchmetrics' FID Inception."""
+    from torch.nn import functional as F
+
+    if resize == "antialias":
+        return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if resize == "tf1":
+        from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+        return interpolate_bilinear_2d_like_tensorflow1x(x, size=(size, size), align_corners=False)
+    raise SpbenchError(f"unknown evaluation.fid_resize {resize!r}: use one of {', '.join(RESIZES)}")
+
+
+def build_tiny_inception(seed: int = 0, resize: str = "antialias"):
     """A tiny random CNN with the FID Inception's interface: uint8 [N, 3, H, W] in, resized to
-    32×32 (bilinear, antialias), scaled to [-1, 1], two tanh convolutions, 16 mean-pooled features."""
+    32×32 (:func:`resize_batch`: ``antialias`` or ``tf1``), scaled to [-1, 1], two tanh
+    convolutions, 16 mean-pooled features."""
     import torch
     from torch import nn
-    from torch.nn import functional as F
 
     class TinyInception(nn.Module):
         num_features = 16
@@ -95,8 +111,7 @@ def build_tiny_inception(seed: int = 0):
             self.conv2 = nn.Conv2d(8, self.num_features, 3, stride=2, padding=1)
 
         def forward(self, x):
-            s = self.input_size
-            x = F.interpolate(x.float(), size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+            x = resize_batch(x.float(), self.input_size, resize)
             x = (x - 128) / 128
             # tanh rather than ReLU: no feature of a random net is dead (constant), so FID sees all.
             return torch.tanh(self.conv2(torch.tanh(self.conv1(x)))).mean(dim=(2, 3))
@@ -115,8 +130,8 @@ def load_extractor(spec: str | os.PathLike | None, resize: str = "antialias", de
     if spec.startswith("tiny://"):
         if spec != TINY_INCEPTION:
             raise SpbenchError(f"unknown tiny FID extractor {spec!r}: use {TINY_INCEPTION}")
-        module = build_tiny_inception()
-        return FeatureExtractor(module.to(device), "tiny-inception", RESIZES["antialias"].format(module.input_size),
+        module = build_tiny_inception(resize=resize)
+        return FeatureExtractor(module.to(device), "tiny-inception", RESIZES[resize].format(module.input_size),
                                 module.num_features, "seed-0", device)
     path = inception_weights(spec)
     from torchmetrics.image.fid import NoTrainInceptionV3

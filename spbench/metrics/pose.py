@@ -35,7 +35,7 @@ import numpy as np
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
-from spbench.metrics.base import Evaluator, coco_ap, spread_over_k, unique_entries
+from spbench.metrics.base import AP_DECIMALS, Evaluator, coco_ap, spread_over_k, unique_entries
 from spbench.metrics.oks_nms import oks_nms
 from spbench.metrics.pose_official import OfficialPose
 from spbench.schemas import KeypointSchema
@@ -89,6 +89,13 @@ class PoseEvaluator(Evaluator):
     def protocol(self) -> str:
         return "canvas" if self.official is None else "official"
 
+    @property
+    def keeps_ignored_gt(self) -> bool:
+        """Whether an instance with no labelled keypoint stays in the COCO ground truth, where
+        COCOeval ignores it (a detection it absorbs is neither a match nor a false positive): the
+        official protocol, as mmpose. The canvas protocol drops it with its prediction."""
+        return self.official is not None
+
     def reset(self) -> None:
         self._entries: list[dict] = []
 
@@ -111,8 +118,8 @@ class PoseEvaluator(Evaluator):
             raise SpbenchError(f"sample {sample.sample_id} image {k}: the official pose protocol needs one crop "
                                f"window (or None) per instance")
         n = self.schema.num_keypoints
-        instances, skipped = [], 0
-        for inst, pred in zip(sample.instances, predictions):
+        instances, kept_boxes, skipped = [], [], 0
+        for j, (inst, pred) in enumerate(zip(sample.instances, predictions)):
             vis = inst.visibility
             if len(vis) != n:
                 raise SpbenchError(f"sample {sample.sample_id}: an instance has {len(vis)} keypoints, expected {n}")
@@ -120,7 +127,7 @@ class PoseEvaluator(Evaluator):
                 raise SpbenchError(f"sample {sample.sample_id} image {k}: a missing prediction (canvas protocol predicts every instance)")
             if pred is not None:
                 pred = self._check_pred(sample, k, pred)
-            if not (vis > 0).any() and self.official is None:
+            if not (vis > 0).any() and not self.keeps_ignored_gt:
                 # COCOeval ignores such GT; dropping the pair keeps its detection from being a false positive.
                 skipped += 1
                 continue
@@ -128,8 +135,9 @@ class PoseEvaluator(Evaluator):
             record["pred"] = None if pred is None else pred.reshape(-1).tolist()
             record["score"] = None if pred is None else detection_score(pred[:, 2], self.score_mode, self._vis_thr)
             instances.append(record)
+            kept_boxes.append(None if boxes is None else boxes[j])
         if self.official is not None:
-            self._suppress(instances, boxes)
+            self._suppress(instances, kept_boxes)
         self._entries.append({"sample_id": sample.sample_id, "k": int(k), "instances": instances, "skipped": skipped})
 
     def _check_pred(self, sample: Sample, k: int, pred) -> np.ndarray:
@@ -243,6 +251,10 @@ class PoseEvaluator(Evaluator):
         }
         result.update(spread_over_k(result["per_k"], "AP"))
         result["num_skipped_instances"] = sum(e["skipped"] for e in entries)
+        # Not COCOeval's matching: each prediction against its own instance; continuous, so it moves
+        # with any change of sigmas, areas or frame even where no OKS crosses an AP threshold.
+        own = [v for e in entries for i in e["instances"] if (v := self._own_oks(i)) is not None]
+        result["oks_mean"] = round(float(np.mean(own)), AP_DECIMALS) if own else None
         result["schema"] = self.schema.name
         result["score_mode"] = self.score_mode
         result["use_categories"] = self.use_categories
@@ -254,24 +266,28 @@ class PoseEvaluator(Evaluator):
             result["num_suppressed_detections"] = sum(bool(i.get("suppressed")) for i in insts)
         return result
 
+    def _own_oks(self, inst: dict) -> float | None:
+        """OKS of an instance's prediction with its own ground truth (None: no prediction, or no
+        labelled keypoint)."""
+        if inst["pred"] is None or inst["num_keypoints"] == 0:
+            return None
+        gt = np.array(inst["keypoints"]).reshape(-1, 3)
+        pred = np.array(inst["pred"]).reshape(-1, 3)
+        return oks(pred[:, :2], gt[:, :2], gt[:, 2], inst["area"], np.array(self.schema.sigmas))
+
     def records(self) -> list[dict]:
         """Per-image records: each instance's OKS against its own GT (not COCOeval's matching)."""
-        sigmas = np.array(self.schema.sigmas)
         out = []
         for e in unique_entries(self._entries):
             insts = []
             for inst in e["instances"]:
-                gt = np.array(inst["keypoints"]).reshape(-1, 3)
                 rec = {
                     "annotation_id": inst["annotation_id"],
                     "category": inst["category"],
-                    "oks": None,
+                    "oks": self._own_oks(inst),
                     "score": inst["score"],
                     "num_visible": inst["num_keypoints"],
                 }
-                if inst["pred"] is not None and inst["num_keypoints"] > 0:
-                    pred = np.array(inst["pred"]).reshape(-1, 3)
-                    rec["oks"] = oks(pred[:, :2], gt[:, :2], gt[:, 2], inst["area"], sigmas)
                 if self.official is not None:
                     rec["detected"] = inst["pred"] is not None
                     rec["suppressed"] = bool(inst.get("suppressed"))

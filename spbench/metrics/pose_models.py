@@ -12,6 +12,9 @@ official evaluation does (:mod:`spbench.metrics.topdown_crop`, :mod:`spbench.met
 - :class:`VitPosePoseModel`: transformers' ViTPose / ViTPose++ (``dataset_index`` picks the
   ViTPose++ expert: 0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K, 5 COCO-WholeBody).
 - :class:`OraclePoseModel`: the condition keypoints themselves; scores 100 AP by construction.
+- :class:`~spbench.metrics.perturbed.PerturbedOraclePoseModel` (``perturbed-oracle[:SEED]``): the
+  condition keypoints moved by seeded offsets proportional to their box; AP strictly between 0
+  and 100, sensitive to sigmas, OKS areas, frame and ignored ground truth.
 - :func:`build_tiny_vitpose`: a tiny random ViTPose for tests ("tiny://vitpose").
 """
 
@@ -304,7 +307,8 @@ def save_tiny_vitpose(path: str | os.PathLike, num_keypoints: int = 17, num_expe
 
 
 def load_pose_model(spec: str | os.PathLike | dict, dataset_index: int | None = None, device: str = "cpu"):
-    """``"oracle"``, ``"tiny://vitpose"`` or a hub id / folder of a transformers ViTPose.
+    """``"oracle"``, ``"perturbed-oracle[:SEED]"``, ``"tiny://vitpose"`` or a hub id / folder of a
+    transformers ViTPose.
 
     A dict spec: ``{"model": ..., "dataset_index": ..., "batch_size": ..., "flip_test": ...}``.
     The tiny model gets enough experts for ``dataset_index`` so expert routing is exercised.
@@ -325,6 +329,11 @@ def load_pose_model(spec: str | os.PathLike | dict, dataset_index: int | None = 
     spec = os.fspath(spec)
     if spec == "oracle":
         return OraclePoseModel()
+    from spbench.metrics.perturbed import PerturbedOraclePoseModel, perturbed_seed
+
+    seed = perturbed_seed(spec)
+    if seed is not None:
+        return PerturbedOraclePoseModel(seed)
     if spec.startswith(TINY_PREFIX):
         if spec != TINY_PREFIX + "vitpose":
             raise SpbenchError(f"unknown tiny pose model {spec!r}: use tiny://vitpose")

@@ -24,9 +24,12 @@ Sources (github DREAMXFAR/SP-Ctrl, ``tools/eval_vitpose_metrics/``; mmpose tags 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 from PIL import Image
+
+from spbench.canvas import CanvasTransform
 
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
@@ -84,6 +87,28 @@ def official_settings(schema: str) -> OfficialPose:
         raise SpbenchError(f"the official pose protocol is defined for AP-10K and Human-Art, not keypoint schema "
                            f"{schema!r}: use --protocol canvas")
     return OFFICIAL[schema]
+
+
+def scoring_frame(sample: Sample, canvas: dict) -> CanvasTransform:
+    """The frame the official protocol scores ``sample`` in: its original image (the identity
+    from annotation coordinates), whatever the canvas (``canvas``, the manifest's transform) was."""
+    return CanvasTransform(int(sample.width), int(sample.height), 1.0, 1.0)
+
+
+def in_frame(sample: Sample, frame: CanvasTransform) -> Sample:
+    """``sample`` with its size, keypoints, boxes and areas mapped into ``frame`` (itself when the
+    frame is the original image)."""
+    if (frame.width, frame.height, frame.scale_x, frame.scale_y, frame.offset_x, frame.offset_y) == \
+            (sample.width, sample.height, 1.0, 1.0, 0.0, 0.0):
+        return sample
+    instances = []
+    for inst in sample.instances:
+        xy = frame.points(inst.xy)
+        keypoints = tuple((float(x), float(y), int(v)) if v > 0 else (0.0, 0.0, 0)
+                          for (x, y), (_, _, v) in zip(xy, inst.keypoints))
+        instances.append(dataclasses.replace(inst, keypoints=keypoints, bbox=frame.bbox(inst.bbox),
+                                             area=frame.area(inst.area)))
+    return dataclasses.replace(sample, width=frame.width, height=frame.height, instances=tuple(instances))
 
 
 def to_original_size(image: Image.Image, sample: Sample) -> Image.Image:

@@ -73,12 +73,12 @@ class Loaded:
 
     def diagnostic(self, key: str) -> str | None:
         """Why the metric of ``key`` is a diagnostic rather than the method's score (the model that
-        scored it), or None: flagged ``diagnostic`` in the record, or (older records) pose scored
-        with the ``oracle`` pose model."""
+        scored it), or None: flagged ``diagnostic`` in the record, or (older records) scored with
+        the ``oracle``."""
         ev = self.evaluation(key)
         if ev.get("diagnostic") or ev.get("model") == "oracle":
             model = ev.get("model")
-            return f"scored with the diagnostic pose model {model}" if model else "a diagnostic score"
+            return f"scored with the diagnostic model {model}" if model else "a diagnostic score"
         return None
 
     def invalid(self, key: str) -> str | None:

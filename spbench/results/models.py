@@ -1,6 +1,7 @@
 """Which weights a number came from: every model of a run by resolved path or hub id, fingerprinted.
 
-A model setting is ``tiny://<name>`` (built in-process), ``oracle`` (a diagnostic stand-in), a
+A model setting is ``tiny://<name>`` (built in-process), ``oracle`` or ``perturbed-oracle[:SEED]``
+(diagnostic stand-ins), a
 local file or folder, or a hub id. The record gets, for each:
 
 - a local file or folder: its absolute path and a fingerprint of its weight files;
@@ -27,6 +28,15 @@ CHUNK = 1 << 20
 
 def is_tiny(spec) -> bool:
     return isinstance(spec, str) and spec.startswith(TINY_PREFIX)
+
+
+def is_diagnostic_model(spec) -> bool:
+    """``oracle`` or ``perturbed-oracle[:SEED]``: a stand-in whose score checks the metric."""
+    from spbench.metrics.perturbed import is_perturbed
+
+    if isinstance(spec, dict):
+        spec = spec.get("model") or spec.get("name")
+    return isinstance(spec, str) and (spec in DIAGNOSTIC_MODELS or is_perturbed(spec))
 
 
 def weight_files(path: Path) -> list[Path]:
@@ -93,7 +103,7 @@ def model_identity(spec) -> dict:
     spec = os.fspath(spec)
     if is_tiny(spec):
         return {"id": spec, "tiny": True}
-    if spec in DIAGNOSTIC_MODELS:
+    if is_diagnostic_model(spec):
         return {"id": spec, "diagnostic": True}
     local = Path(spec).expanduser()
     if local.exists():
@@ -111,7 +121,7 @@ def _model_like(value) -> bool:
     """Whether a method identity's value names a model (not a sentence such as "initialised from the UNet")."""
     if not isinstance(value, str) or not value or " " in value:
         return False
-    return is_tiny(value) or value in DIAGNOSTIC_MODELS or os.path.exists(os.path.expanduser(value)) or value.count("/") == 1
+    return is_tiny(value) or is_diagnostic_model(value) or os.path.exists(os.path.expanduser(value)) or value.count("/") == 1
 
 
 def generation_weights(method_identity: dict) -> dict:
@@ -157,7 +167,7 @@ def pose_head_problem(spec, dataset_index, schema: str) -> str | None:
     AP-10K needs a head that predicts AP-10K keypoints: the hub's ViTPose++ conversions keep only
     the COCO (human) head, whose outputs on animals decode into human keypoints in COCO order;
     and a ViTPose++ backbone must route through its AP-10K expert."""
-    if schema != "ap10k" or not isinstance(spec, str) or is_tiny(spec) or spec in DIAGNOSTIC_MODELS:
+    if schema != "ap10k" or not isinstance(spec, str) or is_tiny(spec) or is_diagnostic_model(spec):
         return None
     config = _model_config(spec)
     if config is None:
