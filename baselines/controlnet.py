@@ -12,7 +12,8 @@ keypoint words. (The heatmap loss of that row is a training matter.)
 
 from __future__ import annotations
 
-from spbench.methods import GenerationSettings, Method, MethodContext, Request
+from spbench.methods import Method
+from spbench.run.requests import GenerationSettings, MethodContext, Request
 
 
 class ControlNetMethod(Method):
@@ -20,6 +21,8 @@ class ControlNetMethod(Method):
     condition = "openpose"
     description = "ControlNet on SD1.5 driven by the RGB OpenPose rendering"
     variants = {"kcl": "Table 2 '+ KCL': OpenPose ControlNet with keypoint tokens in the prompt"}
+    # --checkpoint stands in for the profile's models.controlnet (None in subclasses that do not read it).
+    checkpoint_model = "controlnet"
 
     def __init_subclass__(cls, **kwargs):
         # "kcl" belongs to the OpenPose row; subclasses (depth, mask) list their own variants.
@@ -28,12 +31,13 @@ class ControlNetMethod(Method):
             cls.variants = {}
 
     def __init__(self, context: MethodContext):
-        from spbench.models.keypoint_tokens import KeypointPrompts, default_learned_path, require_learned_path, run_schema
+        from spbench.models.keypoint_tokens import KeypointPrompts, default_learned_path, require_learned_path
+        from spbench.run.resolve import run_schema
 
         super().__init__(context)
         self.kcl = None
-        if context.options.get("variant") == "kcl":
-            options = context.options.get("options") or {}
+        if context.variant == "kcl":
+            options = context.method_options
             learned = options.get("learned_embeds") or default_learned_path(self.checkpoint)
             require_learned_path(learned, self.checkpoint, bool(options.get("allow_untrained_tokens")), "controlnet --variant kcl")
             self.kcl = KeypointPrompts(run_schema(context.config), context.models["base"], learned)
@@ -45,7 +49,6 @@ class ControlNetMethod(Method):
         return self.kcl.manifest_fields(request.sample) if self.kcl else {}
 
     def load(self) -> None:
-        from spbench.generation.pipelines import controlnet_pipeline
         from spbench.models.controlnet import load_controlnet
         from spbench.models.stable_diffusion import load_sd_components, place
 
@@ -55,20 +58,34 @@ class ControlNetMethod(Method):
             self.kcl.attach(self.sd.tokenizer, self.sd.text_encoder)
         self.sd.to(self.context.device, self.context.dtype)
         place(controlnet, self.context.device, self.context.dtype)
-        self.pipe = controlnet_pipeline(self.sd, controlnet, self.context.config["generation"]["scheduler"])
+        self.pipe = self.build_pipeline(self.sd, controlnet)
+
+    def build_pipeline(self, sd, model):
+        from spbench.models.pipelines import controlnet_pipeline
+
+        return controlnet_pipeline(sd, model, self.context.config["generation"]["scheduler"])
+
+    @property
+    def uses_keypoint_tokens(self) -> bool:
+        return self.kcl is not None
+
+    def trainable_model(self, sd, seed: int):
+        """A ControlNet from the UNet (``--checkpoint`` plays no part), saved as ``controlnet/``."""
+        from spbench.models.controlnet import load_controlnet
+        from spbench.models.trainable import Trainable
+
+        return Trainable(load_controlnet(None, sd.unet), "controlnet", "controlnet")
 
     def generate(self, prompts, conditions, latents, settings: GenerationSettings):
-        from spbench.generation.pipelines import run_pipeline
+        from spbench.models.pipelines import run_pipeline
 
-        return run_pipeline(
-            self.pipe, prompts, latents, settings,
-            image=conditions, controlnet_conditioning_scale=settings.conditioning_scale,
-        )
+        return run_pipeline(self.pipe, prompts, latents, settings, **self.pipeline_inputs(conditions, settings.conditioning_scale))
 
     @property
     def checkpoint(self) -> str | None:
-        """``--checkpoint`` wins over the profile's ``models.controlnet``; None: from the UNet."""
-        return self.context.options.get("checkpoint") or self.context.models.get("controlnet")
+        """``--checkpoint`` wins over the profile's ``models.<checkpoint_model>``; None: from the UNet."""
+        role = self.checkpoint_model
+        return self.context.checkpoint or (self.context.models.get(role) if role else None)
 
     def identity(self) -> dict:
         kcl = self.kcl.identity() if self.kcl else {}

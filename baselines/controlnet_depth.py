@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from spbench.errors import SpbenchError
-from spbench.methods.base import MethodContext, Request
+from spbench.run.requests import MethodContext, Request
 from spbench_baselines.controlnet import ControlNetMethod
 from spbench_baselines.controlnet_mask import SamMasks, canvas_boxes
 
@@ -69,6 +69,9 @@ class DepthControlNetMethod(ControlNetMethod):
     name = "controlnet-depth"
     condition = "depth"
     description = "ControlNet on SD1.5 driven by ZoeDepth depth maps of the reference image"
+    # Only --checkpoint: models.controlnet names the OpenPose ControlNet.
+    checkpoint_model = None
+    reads_reference_images = True  # conditions made from the dataset's image, or precomputed maps of it
     OPTIONS = {"conditions_dir": None, "depth_normalisation": "percentile", "depth_mask": "none"}
 
     def __init__(self, context: MethodContext):
@@ -112,11 +115,6 @@ class DepthControlNetMethod(ControlNetMethod):
             self._extractor = extractors.load_depth_estimator(self.estimator).to(self.context.device)
         depth = extractors.estimate_depth(self._extractor, reference_on_canvas(request, "depth"))
         return depth_to_image(depth, self.opts["depth_normalisation"])
-
-    @property
-    def checkpoint(self) -> str | None:
-        # Only --checkpoint: models.controlnet names the OpenPose ControlNet.
-        return self.context.options.get("checkpoint")
 
     def identity(self) -> dict:
         source = ({"conditions_dir": self.opts["conditions_dir"]} if self.cache is None

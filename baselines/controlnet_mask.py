@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from spbench.methods.base import MethodContext, Request
+from spbench.run.requests import MethodContext, Request
 from spbench_baselines.controlnet import ControlNetMethod
 
 # Bump when the rendering changes, so cached masks of the old rendering are not reused.
@@ -77,6 +77,9 @@ class MaskControlNetMethod(ControlNetMethod):
     name = "controlnet-mask"
     condition = "mask"
     description = "ControlNet on SD1.5 driven by SAM-HQ instance masks (GT-box prompts) of the reference image"
+    # Only --checkpoint: models.controlnet names the OpenPose ControlNet.
+    checkpoint_model = None
+    reads_reference_images = True  # conditions made from the dataset's image, or precomputed maps of it
     OPTIONS = {"conditions_dir": None}
 
     def __init__(self, context: MethodContext):
@@ -94,11 +97,6 @@ class MaskControlNetMethod(ControlNetMethod):
         if self.masks is None:
             return read_precomputed(self.opts["conditions_dir"], request, Image.Resampling.NEAREST)
         return self.masks.image(request)
-
-    @property
-    def checkpoint(self) -> str | None:
-        # Only --checkpoint: models.controlnet names the OpenPose ControlNet.
-        return self.context.options.get("checkpoint")
 
     def identity(self) -> dict:
         source = ({"conditions_dir": self.opts["conditions_dir"]} if self.masks is None

@@ -13,7 +13,8 @@ from __future__ import annotations
 import warnings
 
 from spbench.errors import SpbenchError
-from spbench.methods import GenerationSettings, Method
+from spbench.methods import Method
+from spbench.run.requests import GenerationSettings
 
 INIT_SEED = 0
 
@@ -43,24 +44,11 @@ def check_fits(adapter, unet, source: str) -> None:
         )
 
 
-def adapter_pipeline(sd, adapter, scheduler: str):
-    from diffusers import StableDiffusionAdapterPipeline
-
-    from spbench.models.stable_diffusion import make_scheduler
-
-    pipe = StableDiffusionAdapterPipeline(
-        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet, adapter=adapter,
-        scheduler=make_scheduler(scheduler, sd.scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 class T2IAdapterMethod(Method):
     name = "t2i-adapter"
     condition = "openpose"
     description = "T2I-Adapter on SD1.5 driven by the RGB OpenPose rendering"
+    checkpoint_model = "t2i_adapter"  # --checkpoint stands in for the profile's models.t2i_adapter
 
     def load(self) -> None:
         from diffusers import T2IAdapter
@@ -70,7 +58,7 @@ class T2IAdapterMethod(Method):
 
         self.sd = load_sd_components(self.context.models["base"])
         if self.checkpoint:
-            setting = "method.checkpoint" if self.context.options.get("checkpoint") else "models.t2i_adapter"
+            setting = "method.checkpoint" if self.context.checkpoint else f"models.{self.checkpoint_model}"
             adapter = load_pretrained(T2IAdapter, self.checkpoint, role="T2I-Adapter", setting=setting)
             check_fits(adapter, self.sd.unet, self.checkpoint)
         else:
@@ -78,23 +66,37 @@ class T2IAdapterMethod(Method):
         adapter.requires_grad_(False).eval()
         self.sd.to(self.context.device, self.context.dtype)
         place(adapter, self.context.device, self.context.dtype)
-        self.pipe = adapter_pipeline(self.sd, adapter, self.context.config["generation"]["scheduler"])
+        self.pipe = self.build_pipeline(self.sd, adapter)
+
+    def build_pipeline(self, sd, model):
+        from diffusers import StableDiffusionAdapterPipeline
+
+        from spbench.models.pipelines import build_pipeline
+
+        return build_pipeline(StableDiffusionAdapterPipeline, sd, self.context.config["generation"]["scheduler"], adapter=model)
+
+    def pipeline_inputs(self, conditions, scale: float) -> dict:
+        return {"image": list(conditions), "adapter_conditioning_scale": scale}
+
+    def trainable_model(self, sd, seed: int):
+        """The SD openpose adapter architecture, randomly initialised from ``seed``; its features are
+        added inside the UNet's down blocks. Saved as ``t2i_adapter/``."""
+        from spbench.models.trainable import Trainable
+
+        return Trainable(adapter_for_unet(sd.unet, self.vae_scale_factor, seed=seed), "adapter", "t2i_adapter")
 
     def generate(self, prompts, conditions, latents, settings: GenerationSettings):
-        from spbench.generation.pipelines import run_pipeline
+        from spbench.models.pipelines import run_pipeline
 
         with warnings.catch_warnings():
             # diffusers 0.42's adapter pipeline decodes through its own deprecated decode_latents.
             warnings.filterwarnings("ignore", message=".*decode_latents.*", category=FutureWarning)
-            return run_pipeline(
-                self.pipe, prompts, latents, settings,
-                image=list(conditions), adapter_conditioning_scale=settings.conditioning_scale,
-            )
+            return run_pipeline(self.pipe, prompts, latents, settings, **self.pipeline_inputs(conditions, settings.conditioning_scale))
 
     @property
     def checkpoint(self) -> str | None:
         """``--checkpoint`` wins over the profile's ``models.t2i_adapter``; None: random init."""
-        return self.context.options.get("checkpoint") or self.context.models.get("t2i_adapter")
+        return self.context.checkpoint or self.context.models.get(self.checkpoint_model)
 
     def identity(self) -> dict:
         adapter = self.checkpoint or f"randomly initialised (seed {INIT_SEED}), SD openpose adapter architecture"

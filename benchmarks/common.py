@@ -303,14 +303,15 @@ class Components:
                                                     ("vae", self.sd.vae), ("text_encoder", self.sd.text_encoder))}
 
     def pipeline(self, scheduler: str = "unipc"):
-        from spbench.generation.pipelines import controlnet_pipeline
+        from spbench.models.pipelines import controlnet_pipeline
 
         return controlnet_pipeline(self.sd, self.controlnet, scheduler)
 
 
 def bench_method(components: Components, config: dict):
     """spbench's ControlNet method, its ``load`` taking the shared weights instead of building them."""
-    from spbench.methods import MethodContext, get_method_class
+    from spbench.methods import get_method_class
+    from spbench.run.requests import MethodContext
 
     class SharedWeightsControlNet(get_method_class("controlnet")):
         def load(self) -> None:  # what ControlNetMethod.load does once its weights are built

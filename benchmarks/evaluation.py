@@ -46,8 +46,9 @@ def make_run_folder(path: Path, size: str, n_prompts: int, sets: dict) -> tuple[
 
     from spbench.files import atomic_save_image
     from spbench.generation import engine
-    from spbench.generation.run_folder import RunFolder
-    from spbench.methods import MethodContext, get_method_class
+    from spbench.methods import get_method_class
+    from spbench.run.folder import RunFolder
+    from spbench.run.requests import MethodContext
 
     split = common.tiled_split(n_prompts)
     cfg = common.run_config(size, common.STEPS, **sets)
@@ -204,8 +205,8 @@ def main() -> None:
         common.CANVAS[args.size] = args.canvas
 
     from spbench.canvas import CanvasTransform
-    from spbench.generation.run_folder import RunFolder
     from spbench.metrics.evaluate import DECODE_THREADS, METRICS, ScoringContext
+    from spbench.run.folder import RunFolder
 
     work = Path(tempfile.mkdtemp(prefix="spbench-bench-eval-"))
     info = common.print_header("evaluation: pose model and end-to-end scoring", args)

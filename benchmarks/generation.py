@@ -45,7 +45,7 @@ def naive_loop(components: common.Components, split, cfg: dict, out: Path) -> No
 
     from spbench.canvas import CanvasTransform
     from spbench.conditions import render_condition
-    from spbench.generation.seeds import initial_noise, request_seed
+    from spbench.run.seeds import initial_noise, request_seed
 
     gen = cfg["generation"]
     sd = components.sd
@@ -92,8 +92,8 @@ class InlineWriter:
 def engine_run(components: common.Components, split, cfg: dict, out: Path, inline_writes: bool = False,
                compile_models: bool = False) -> None:
     from spbench.generation import engine
-    from spbench.generation.run_folder import RunFolder
-    from spbench.methods import GenerationSettings
+    from spbench.run.folder import RunFolder
+    from spbench.run.requests import GenerationSettings
 
     method = common.bench_method(components, cfg)
     run = RunFolder(out)

@@ -64,8 +64,8 @@ def instrumented_run(components, split, cfg, folder: Path, watch: Stopwatch):
     """One engine run with timers on every stage; returns the engine call's wall seconds."""
     import spbench.files as files
     from spbench.generation import engine, image_writer
-    from spbench.generation.run_folder import RunFolder
-    from spbench.methods import GenerationSettings
+    from spbench.run.folder import RunFolder
+    from spbench.run.requests import GenerationSettings
 
     device = components.device
     method = common.bench_method(components, cfg)
@@ -139,7 +139,7 @@ def host_stages(canvas: int, batch: int, folder: Path, repeats: int = 20) -> lis
     from spbench.canvas import CanvasTransform
     from spbench.conditions import render_condition
     from spbench.files import atomic_save_image, atomic_write_bytes
-    from spbench.generation.seeds import initial_noise
+    from spbench.run.seeds import initial_noise
 
     sample = common.tiled_split(1).samples[0]
     transform = CanvasTransform.fit(sample.width, sample.height, canvas, "stretch")

@@ -10,8 +10,8 @@ or register it from your package's pyproject.toml and use `--method text-only`:
     text-only = "examples.text_only:TextOnlySD"
 """
 
-from spbench.generation.pipelines import run_pipeline
 from spbench.methods import Method
+from spbench.models.pipelines import run_pipeline
 from spbench.models.stable_diffusion import load_sd_components, make_scheduler, place
 
 

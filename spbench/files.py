@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -125,3 +126,20 @@ def read_jsonl_rows(path, fix: str, required: Iterable[str] = ()) -> list[dict]:
             raise SpbenchError(f"{path}: line {number} is incomplete (no {', '.join(missing)}); {fix}")
         rows.append(row)
     return rows
+
+
+def cache_root(config: dict) -> Path:
+    """Where spbench caches (FID reference statistics, extracted conditions): ``paths.cache``,
+    else ``$SPBENCH_CACHE``, else ``~/.cache/spbench``."""
+    configured = (config.get("paths") or {}).get("cache") or os.environ.get("SPBENCH_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "spbench"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes, in hex."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+

@@ -7,89 +7,23 @@ Each step reads and writes plain files in the run folder, so ``spbench generate`
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from pathlib import Path
 
-from spbench.config import load_profile, resolve
 from spbench.data.records import Split
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_json, atomic_write_jsonl
-from spbench.generation.run_folder import RunFolder
+from spbench.methods.registry import declared, get_method_class
+from spbench.run.folder import RunFolder
+from spbench.run.lock import run_lock
+from spbench.run.resolve import ResolvedRun, open_run, resolve_run
+from spbench.run.threads import limit_cpu_threads
 
 
-
-@dataclass
-class PreparedRun:
-    config: dict
-    split: Split
-    run: RunFolder
-    method_cls: type
-
-
-# The model setting a method's --checkpoint stands in for (a method class may set `checkpoint_model`).
-CHECKPOINT_MODELS = {"controlnet": "controlnet", "t2i-adapter": "t2i_adapter"}
-
-
-def checkpoint_label(checkpoint: str) -> str:
-    """The run folder's name part for ``--checkpoint``: the folder's name, with the training folder
-    for a `spbench train` checkpoint (``train-tiny/checkpoint-20/spctrl`` -> ``train-tiny-checkpoint-20``)."""
-    import re
-
-    parts = [p for p in str(checkpoint).replace("\\", "/").rstrip("/").split("/") if p not in ("", ".")]
-    if len(parts) >= 2 and re.fullmatch(r"checkpoint-\d+", parts[-2]):
-        parts = parts[-3:-1]            # OUT/checkpoint-N/<model folder>
-    elif parts and re.fullmatch(r"checkpoint-\d+", parts[-1]):
-        parts = parts[-2:]              # OUT/checkpoint-N
-    else:
-        parts = parts[-1:]
-    return re.sub(r"[^A-Za-z0-9._+-]+", "-", "-".join(parts)).strip("-.") or "checkpoint"
-
-
-def prepare(flags: dict, profile: str, sets: list[str], out: str, name: str | None = None) -> PreparedRun:
-    """Resolve config, dataset split and method class; nothing heavy is imported or loaded.
-
-    The run folder is ``OUT/<dataset>-<split>-<method>[-<variant>]-<profile>[-<checkpoint>]``, or
-    ``OUT/<name>`` with ``name`` (``--name``)."""
-    from spbench.data.registry import check_image_files, load_split, resolve_annotation_file
-    from spbench.methods.registry import get_method_class
-
-    d = {k[len("dataset."):]: v for k, v in flags.items() if k.startswith("dataset.")}
-    split = load_split(d.get("name") or "sample", d.get("split"), d.get("data_root"), d.get("ann"))
-    split = split.limit(d.get("limit"))
-    if len(split) == 0:
-        raise SpbenchError(f"dataset {split.dataset!r} split {split.name!r} has no usable samples (`spbench data check` shows why)")
-    # Before any image is made: every image file opens and has the annotated size (headers only).
-    check_image_files(split, resolve_annotation_file(d.get("name") or "sample", d.get("split"), d.get("data_root"), d.get("ann"))[1])
-    schema = split.samples[0].schema
-    config = resolve(load_profile(profile), schema, flags, sets)
-    config["dataset"]["name"], config["dataset"]["split"] = split.dataset, split.name
-    config["dataset"]["schema"] = schema
-    method_cls = get_method_class(config["method"]["name"])
-    variant = config["method"]["variant"]
-    if variant is not None and variant not in method_cls.variants:
-        known = ", ".join(method_cls.variants) or "none"
-        raise SpbenchError(f"method {method_cls.name!r} has no variant {variant!r} (variants: {known})")
-    if method_cls.fixed_samples is not None:
-        config["generation"]["samples"] = method_cls.fixed_samples
-    if getattr(method_cls, "uses_base_model", True) and not config["models"]["base"]:
-        raise SpbenchError(
-            f"profile {config['profile']['name']}: models.base is not set (the Stable Diffusion 1.5 that "
-            f"{method_cls.name} generates with); add `models: {{base: ID_OR_FOLDER}}` to the profile "
-            "or pass --set models.base=ID_OR_FOLDER"
-        )
-    checkpoint = config["method"]["checkpoint"]
-    role = getattr(method_cls, "checkpoint_model", None) or CHECKPOINT_MODELS.get(method_cls.name)
-    if checkpoint and role in config["models"]:
-        config["models"][role] = checkpoint  # the config shows what --checkpoint replaced
-    if name is not None:
-        import re
-
-        if not re.fullmatch(r"[A-Za-z0-9._+@=-]+", name) or name in (".", ".."):
-            raise SpbenchError(f"--name {name!r}: use letters, digits and . _ + - @ = only (it names a folder under --out)")
-    else:
-        tag = checkpoint_label(checkpoint) if checkpoint else None
-        name = "-".join(str(p) for p in (split.dataset, split.name, method_cls.name, variant, config["profile"]["name"], tag) if p)
-    return PreparedRun(config, split, RunFolder(Path(out) / name), method_cls)
+def prepare(flags: dict, profile: str, sets: list[str], out: str, name: str | None = None) -> ResolvedRun:
+    """The run ``spbench run`` / ``generate`` make: :func:`spbench.run.resolve.resolve_run` with
+    the method registry; nothing heavy is imported or loaded. The run folder is
+    ``OUT/<dataset>-<split>-<method>[-<variant>]-<profile>[-<checkpoint>]``, or ``OUT/<name>``."""
+    return resolve_run(flags, profile, sets, get_method_class, out, name)
 
 
 def _state():
@@ -110,38 +44,24 @@ def _progress():
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
 
 
-def limit_cpu_threads(config: dict) -> None:
-    """Tiny models on a CPU: one torch thread. Their ops are too small to share, and with another
-    busy process on the machine two spinning threads made generation 30x slower (measured:
-    0.4 s vs 12 s per image). OMP_NUM_THREADS, when set, wins."""
-    import os
-
-    import torch
-
-    if config["profile"]["tiny"] and "OMP_NUM_THREADS" not in os.environ and not torch.cuda.is_available():
-        torch.set_num_threads(1)
-
-
 def is_main_process() -> bool:
     return _state().is_main_process
 
 
-def generate(prep: PreparedRun, keep_lock: bool = False) -> dict:
+def generate(prep: ResolvedRun, keep_lock: bool = False) -> dict:
     """Generate the run's missing images. The run folder is locked while this runs (a second
     process into the same folder stops with a one-line message); ``keep_lock`` keeps it held for
     the scoring that follows in the same command."""
-    from spbench.generation.lock import run_lock
-
     state = _state()
     with run_lock(prep.run.path, enabled=state.is_main_process, keep=keep_lock):
         return _generate_locked(prep, state)
 
 
-def _generate_locked(prep: PreparedRun, state) -> dict:
+def _generate_locked(prep: ResolvedRun, state) -> dict:
     import torch
 
     from spbench.generation import engine
-    from spbench.methods.base import GenerationSettings, MethodContext
+    from spbench.run.requests import GenerationSettings, MethodContext
 
     cfg = prep.config
     limit_cpu_threads(cfg)
@@ -154,14 +74,14 @@ def _generate_locked(prep: PreparedRun, state) -> dict:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "dataset": {
             "name": prep.split.dataset, "split": prep.split.name, "hash": prep.split.content_hash,
-            "num_samples": len(prep.split), "schema": prep.split.samples[0].schema,
+            "num_samples": len(prep.split), "schema": prep.schema,
             "data_root": prep.split.root, "stats": prep.split.stats,
         },
         "method": {"name": method.name, "variant": cfg["method"]["variant"], "condition": method.condition,
                    "checkpoint": cfg["method"]["checkpoint"]},
         "models": method.identity(),
     }
-    if reads_reference_images(method):
+    if method.reads_reference_images:
         # Their images or conditions come from the image files: a resumed run must find the same.
         run_info["dataset"]["reference_images"] = reference_image_sizes(prep.split)
     if state.is_main_process:
@@ -175,14 +95,6 @@ def _generate_locked(prep: PreparedRun, state) -> dict:
         counts = engine.generate(prep.run, method, requests, settings, cfg["generation"]["batch_size"], state,
                                  progress if state.is_main_process else None, cfg["generation"]["compile"])
     return counts
-
-
-def reads_reference_images(method) -> bool:
-    """Whether a method's conditions (or images) are made from the dataset's image files (the real
-    row, depth, masks) rather than from the annotations alone."""
-    from spbench.methods.base import Method
-
-    return type(method).condition_image is not Method.condition_image
 
 
 def reference_image_sizes(split: Split) -> dict:
@@ -208,7 +120,10 @@ def check_scoring(config: dict, metrics: list[str], pose_model: str | None = Non
 
     protocol = resolve_protocol(protocol, config)
     models = config["models"]
+    not_applicable = declared(method, "not_applicable", {})  # metrics the method (its name) is not scored by
     for name in metrics:
+        if name in not_applicable:
+            continue
         if name == "pose":
             setting = "--pose-model" if pose_model else "models.pose"
             _check_model(pose_model or models.get("pose"), "pose model", setting, ("oracle", "tiny://vitpose"),
@@ -218,10 +133,10 @@ def check_scoring(config: dict, metrics: list[str], pose_model: str | None = Non
         elif name == "det":
             _check_model(models.get("detector"), "detector (Grounding-DINO)", "models.detector",
                          ("oracle", "tiny://grounding-dino"))
-        elif name == "fid" and method != "real":  # the Real Image row has no FID
+        elif name == "fid":
             import os
 
-            from spbench.metrics.fid import INCEPTION_NAME, TINY_INCEPTION, inception_weights
+            from spbench.metrics.fid_inception import INCEPTION_NAME, TINY_INCEPTION, inception_weights
 
             spec = models.get("inception")
             if not spec:
@@ -299,12 +214,11 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
     ``models.pose``) is stored under its own key, ``pose@<model>``, flagged ``diagnostic``: it never
     replaces or passes for the protocol's ``pose``. AP-10K pose from a model without an AP-10K
     head is flagged ``invalid`` with the reason."""
-    from spbench.generation.lock import run_lock
-    from spbench.metrics.evaluate import ScoringContext, resolve_protocol
+    from spbench.metrics.evaluate import ScoringContext
 
     state = _state()
-    run = RunFolder(run_dir)
-    info = run.read_run()
+    resolved = open_run(run_dir)
+    run, info = resolved.run, resolved.info
     # The protocol and the model of every chosen metric, checked before any image is decoded.
     protocol = check_scoring(info["config"], metrics, pose_model, protocol, (info.get("method") or {}).get("name"))
     with run_lock(run.path, enabled=state.is_main_process, keep=keep_lock):
@@ -326,16 +240,18 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
             raise SpbenchError(f"{run.manifest_jsonl} lists sample {unknown!r}, which {run.samples_jsonl} does not hold: "
                                "rerun the same `spbench generate` command to rewrite both")
         ctx = ScoringContext(run, info, samples, str(state.device), {"pose_model": pose_model, "protocol": protocol})
-        return _score(run, info, ctx, manifest, metrics, pose_model, config_pose, state)
+        return _score(run, info, ctx, manifest, metrics, pose_model, config_pose, state, resolved.schema)
 
 
-def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[str], pose_model, config_pose, state):
+def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[str], pose_model, config_pose, state,
+           schema: str | None):
     from spbench.metrics.evaluate import scoring_function
-    from spbench.results.models import generation_weights, is_diagnostic_model, model_identity, pose_head_problem
+    from spbench.metrics.model_specs import is_diagnostic_model
+    from spbench.results.models import generation_weights, model_identity, pose_head_problem
     from spbench.results.record import build_record, diagnostic_key
 
     mine = manifest[state.process_index :: state.num_processes]
-    schema = info["dataset"].get("schema") or info["config"].get("dataset", {}).get("schema")
+    not_applicable = declared(info["method"]["name"], "not_applicable", {})  # e.g. the Real Image row's FID
     results, evaluation, per_image, scoring = {}, {}, [], {}
     for name in metrics:
         key = name
@@ -343,9 +259,8 @@ def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[
             used = pose_model if pose_model is not None else config_pose
             if pose_model is not None or is_diagnostic_model(used):
                 key = diagnostic_key(name, used)
-        if name == "fid" and info["method"]["name"] == "real":
-            # The real images are FID's reference: their FID is not a result (the paper shows "—").
-            evaluation[name] = {"skipped": "not applicable to the Real Image row"}
+        if name in not_applicable:
+            evaluation[name] = {"skipped": not_applicable[name]}
             continue
         with _progress() as progress:
             evaluator = scoring_function(name)(ctx, mine, progress if state.is_main_process else None)

@@ -10,8 +10,8 @@ from PIL import Image
 
 from spbench.data.records import KPT_PLACEHOLDER, Instance, Sample, Split
 from spbench.generation import engine
-from spbench.generation.run_folder import RunFolder
-from spbench.methods import GenerationSettings
+from spbench.run.folder import RunFolder
+from spbench.run.requests import GenerationSettings
 
 # A side-view quadruped in AP-10K order on a 200x100 image (x, y, v).
 QUADRUPED = (

@@ -14,14 +14,16 @@ from typer.testing import CliRunner
 from spbench.canvas import CanvasTransform
 from spbench.cli import app
 from spbench.conditions import render_condition
-from spbench.conditions.extracted import ConditionCache, cache_root
+from spbench.conditions.extracted import ConditionCache
+from spbench.files import cache_root
 from spbench.config import load_profile, resolve
 from spbench.data.registry import load_split
 from spbench.errors import SpbenchError
 from spbench.generation import engine
-from spbench.generation.run_folder import RunFolder
-from spbench.methods import GenerationSettings, MethodContext, Request, get_method_class
+from spbench.methods import get_method_class
 from spbench.models import extractors
+from spbench.run.folder import RunFolder
+from spbench.run.requests import GenerationSettings, MethodContext, Request
 
 SPLIT = load_split("sample").limit(2)
 ID1, ID2 = (s.sample_id for s in SPLIT.samples)  # 320x240 with one box; 256x320 with two

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from spbench.cli import app
 from spbench.errors import SpbenchError
-from spbench.methods import MethodContext
 from spbench.methods.spctrl import SPCtrlMethod
 from spbench.models.keypoint_tokens import LEARNED_EMBEDS
+from spbench.run.requests import MethodContext
 from test_spctrl import config, official_folder, tiny  # noqa: F401  (fixtures)
 
 

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 from spbench import schemas
 from spbench.canvas import CanvasTransform
 from spbench.cli import app
-from spbench.metrics import clip_score, fid, pose_official
+from spbench.metrics import clip_score, pose_official
+from spbench.metrics import fid_scoring as fid
 from spbench.metrics.pose import PoseEvaluator
 from spbench.results.check import compare, read_expected
 from spbench.results.load import load_records

@@ -19,10 +19,15 @@ from spbench.canvas import CanvasTransform
 from spbench.config import load_profile, resolve
 from spbench.data.registry import load_split
 from spbench.errors import SpbenchError
-from spbench.generation.run_folder import RunFolder
-from spbench.metrics.clip_score import ClipScoreEvaluator, build_tiny_clip, clip_text, score_clip
+from spbench.metrics.clip_model import build_tiny_clip
+from spbench.metrics.clip_score import ClipScoreEvaluator
+from spbench.metrics.clip_scoring import score_clip
+from spbench.metrics.clip_text import clip_text
 from spbench.metrics.evaluate import ScoringContext
-from spbench.metrics.fid import FidEvaluator, build_tiny_inception, inception_weights, load_extractor, score_fid
+from spbench.metrics.fid import FidEvaluator
+from spbench.metrics.fid_inception import build_tiny_inception, inception_weights, load_extractor
+from spbench.metrics.fid_scoring import score_fid
+from spbench.run.folder import RunFolder
 from spbench.schemas import AP10K
 
 CANVAS = 64
@@ -202,7 +207,7 @@ def test_tiny_extractor_resizes_by_fid_resize_as_the_real_one(tmp_path):
     without antialias; the record's description says which."""
     from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
 
-    from spbench.metrics.fid import resize_batch
+    from spbench.metrics.fid_inception import resize_batch
 
     x = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (2, 3, 64, 48))).float()
     np.testing.assert_array_equal(resize_batch(x, 32, "tf1").numpy(),

@@ -10,8 +10,9 @@ from helpers import generate_run, run_pixels
 from spbench.config import load_profile, resolve
 from spbench.data.registry import load_split
 from spbench.errors import SpbenchError
-from spbench.generation.pipelines import compile_step_modules
-from spbench.methods import MethodContext, get_method_class
+from spbench.methods import get_method_class
+from spbench.models.pipelines import compile_step_modules
+from spbench.run.requests import MethodContext
 
 
 def _config(**gen):

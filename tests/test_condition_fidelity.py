@@ -35,8 +35,9 @@ from spbench.conditions.official import (
 )
 from spbench.data.records import Instance, Sample, Split
 from spbench.errors import SpbenchError
-from spbench.methods.base import Method, MethodContext
+from spbench.methods.base import Method
 from spbench.models.spr import SpatialPoseRepresentation
+from spbench.run.requests import MethodContext
 from spbench.schemas import AP10K, COCO17
 from spbench.training.dataset import TrainingDataset, official_condition, official_image_tensor
 
@@ -330,8 +331,8 @@ def _run_config(render: str | None) -> dict:
 
 def test_manifest_row_records_how_the_condition_was_drawn(tmp_path):
     from spbench.generation.engine import manifest_row
-    from spbench.generation.run_folder import RunFolder
-    from spbench.methods.base import Request
+    from spbench.run.folder import RunFolder
+    from spbench.run.requests import Request
 
     method = _Drawn(MethodContext(_run_config("official")))
     row = manifest_row(RunFolder(tmp_path), method, Request(TWO, 0, 1, CANVAS_16))
@@ -339,7 +340,7 @@ def test_manifest_row_records_how_the_condition_was_drawn(tmp_path):
 
 
 def test_a_run_folder_refuses_another_condition_render(tmp_path):
-    from spbench.generation.run_folder import RunFolder
+    from spbench.run.folder import RunFolder
 
     RunFolder(tmp_path / "r").start(_run_config("official"), {}, [TWO])
     RunFolder(tmp_path / "r").start(_run_config("official"), {}, [TWO])  # same settings: resumes

@@ -19,15 +19,10 @@ from PIL import Image
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Instance, Sample
 from spbench.errors import SpbenchError
-from spbench.metrics.detection import (
-    DetectionEvaluator,
-    GroundingDinoDetector,
-    OracleDetector,
-    build_tiny_grounding_dino,
-    load_detector,
-    score_detection,
-)
-from spbench.metrics.base import AP_DECIMALS
+from spbench.metrics.coco import AP_DECIMALS
+from spbench.metrics.detection import DetectionEvaluator
+from spbench.metrics.detection_models import GroundingDinoDetector, OracleDetector, build_tiny_grounding_dino, load_detector
+from spbench.metrics.detection_scoring import score_detection
 
 # 2:1 originals on a square canvas: x and y scale differently, so the mapping matters.
 SRC_W, SRC_H, CANVAS = 400, 200, 256

@@ -9,7 +9,8 @@ import torch
 from helpers import generate_run, run_pixels, wake_up
 from spbench.config import load_profile, resolve
 from spbench.data.registry import load_split
-from spbench.methods import MethodContext, get_method_class
+from spbench.methods import get_method_class
+from spbench.run.requests import MethodContext
 
 METHODS = ["spctrl", "controlnet", "t2i-adapter", "controlnet-depth", "controlnet-mask"]
 

@@ -6,9 +6,10 @@ from helpers import generate_run, quadruped_split, run_pixels
 from spbench.config import load_profile, resolve
 from spbench.errors import SpbenchError
 from spbench.files import read_jsonl
-from spbench.generation.run_folder import RunFolder
-from spbench.generation.seeds import initial_noise, request_seed
-from spbench.methods import MethodContext, get_method_class
+from spbench.methods import get_method_class
+from spbench.run.folder import RunFolder
+from spbench.run.requests import MethodContext
+from spbench.run.seeds import initial_noise, request_seed
 
 
 def _config(**gen):

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from spbench.generation.run_folder import RunFolder
 from spbench.metrics.evaluate import ScoringContext
+from spbench.run.folder import RunFolder
 
 
 def _context(tmp_path, n: int) -> tuple[ScoringContext, list[dict]]:

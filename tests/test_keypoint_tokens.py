@@ -9,12 +9,14 @@ import torch
 from spbench.config import load_profile, resolve
 from spbench.data.records import KPT_PLACEHOLDER, Instance, Sample
 from spbench.errors import SpbenchError
-from spbench.methods import MethodContext, get_method_class
+from spbench.methods import get_method_class
 from spbench.models.keypoint_tokens import (
-    KeypointPrompts, add_keypoint_tokens, keypoint_prompt, load_learned_embeds, run_schema, save_learned_embeds,
+    KeypointPrompts, add_keypoint_tokens, keypoint_prompt, load_learned_embeds, save_learned_embeds,
 )
 from spbench.models.stable_diffusion import build_tiny_sd
 from spbench.models.tiny_tokenizer import build_tiny_tokenizer
+from spbench.run.requests import MethodContext
+from spbench.run.resolve import run_schema
 from spbench.schemas import AP10K, COCO17
 
 
@@ -173,8 +175,8 @@ def test_kcl_variant_generates_with_the_learned_rows(tmp_path):
     from spbench.data.registry import load_split
     from spbench.files import read_jsonl
     from spbench.generation import engine
-    from spbench.generation.run_folder import RunFolder
-    from spbench.methods import GenerationSettings
+    from spbench.run.folder import RunFolder
+    from spbench.run.requests import GenerationSettings
 
     folder = tmp_path / "openpose-kcl"
     ControlNetModel.from_unet(build_tiny_sd().unet).save_pretrained(folder)

@@ -13,12 +13,14 @@ from spbench import schemas
 from spbench.canvas import CanvasTransform
 from spbench.data.registry import load_split
 from spbench.errors import SpbenchError
-from spbench.metrics.detection import DetectionEvaluator, OracleDetector, load_detector
-from spbench.metrics.perturbed import (PerturbedOracleDetector, PerturbedOraclePoseModel, perturbed_seed)
+from spbench.metrics.detection import DetectionEvaluator
+from spbench.metrics.detection_models import OracleDetector, PerturbedOracleDetector, load_detector
+from spbench.metrics.model_specs import is_diagnostic_model
+from spbench.metrics.perturbed import perturbed_seed
 from spbench.metrics.pose import PoseEvaluator
-from spbench.metrics.pose_models import load_pose_model
+from spbench.metrics.pose_models import PerturbedOraclePoseModel, load_pose_model
 from spbench.metrics.pose_official import in_frame, official_settings, sample_boxes
-from spbench.results.models import is_diagnostic_model, model_identity
+from spbench.results.models import model_identity
 
 SPLIT = load_split("sample", "ap10k")
 CANVAS = 64

@@ -17,7 +17,7 @@ from PIL import Image
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Instance, Sample
 from spbench.errors import SpbenchError
-from spbench.metrics.base import AP_DECIMALS
+from spbench.metrics.coco import AP_DECIMALS
 from spbench.metrics.pose import PoseEvaluator, oks
 from spbench.metrics.pose_models import (
     OraclePoseModel,

@@ -341,7 +341,7 @@ def test_a_second_process_in_the_same_run_folder_stops_with_one_line(tmp_path):
 
 def test_run_lock_is_reentrant_and_released(tmp_path):
     from spbench.errors import SpbenchError
-    from spbench.generation.lock import run_lock
+    from spbench.run.lock import run_lock
 
     with run_lock(tmp_path):
         with run_lock(tmp_path):  # the same process again (spbench run: generation, then scoring)

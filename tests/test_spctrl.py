@@ -17,13 +17,13 @@ from spbench.data.registry import load_split
 from spbench.errors import SpbenchError
 from spbench.files import read_jsonl
 from spbench.generation import engine
-from spbench.generation.run_folder import RunFolder
-from spbench.methods import MethodContext
 from spbench.methods.spctrl import SPCtrlMethod
 from spbench.models.keypoint_tokens import LEARNED_EMBEDS, save_learned_embeds
-from spbench.models.official import load_spctrl_checkpoint
+from spbench.models.spctrl_checkpoint import load_spctrl_checkpoint
 from spbench.models.spctrl import SPCtrlControlNetModel
 from spbench.models.stable_diffusion import build_tiny_sd
+from spbench.run.folder import RunFolder
+from spbench.run.requests import MethodContext
 from spbench.schemas import AP10K
 
 SPLIT = load_split("sample").limit(2)

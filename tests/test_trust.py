@@ -24,7 +24,7 @@ from spbench.data.check import data_check_report
 from spbench.data.registry import SAMPLE_ROOT, load_split
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_json, atomic_write_jsonl, read_jsonl
-from spbench.generation.run_folder import RunFolder
+from spbench.run.folder import RunFolder
 
 RUN = "sample-ap10k-controlnet-tiny"
 SAMPLE_ANN = SAMPLE_ROOT / "ap10k" / "annotations" / "ap10k-sample.json"
@@ -152,7 +152,7 @@ def plant(path: Path, marker: Path, extra: dict | None = None) -> None:
 
 
 def test_planted_inception_weights_are_refused_without_running(tmp_path):
-    from spbench.metrics.fid import load_extractor
+    from spbench.metrics.fid_inception import load_extractor
 
     marker = tmp_path / "pickle-ran"
     weights = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
@@ -178,7 +178,7 @@ def _random_inception_state(monkeypatch) -> dict:
 def test_inception_weights_load_safely_from_pth_and_safetensors(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
-    from spbench.metrics.fid import load_extractor
+    from spbench.metrics.fid_inception import load_extractor
 
     state = _random_inception_state(monkeypatch)
     torch.save(state, tmp_path / "inception.pth")
@@ -289,7 +289,7 @@ def test_a_missing_pose_model_via_the_flag_is_found_before_generating(tmp_path):
 
 
 def test_evaluate_checks_every_metric_model_before_scoring(scored_run, tmp_path, monkeypatch):
-    import spbench.metrics.evaluate as evaluation
+    import spbench.metrics.pose_scoring as evaluation
 
     run = _copy(scored_run, tmp_path)
     info = json.loads((run / "run.json").read_text())

@@ -26,18 +26,12 @@ from PIL import Image, PngImagePlugin
 
 from spbench.conditions.grid import image_to_canvas
 from spbench.errors import SpbenchError
-from spbench.files import atomic_write_bytes, atomic_write_json
+from spbench.files import atomic_write_bytes, atomic_write_json, cache_root, file_sha256
 
 if TYPE_CHECKING:
-    from spbench.methods.base import Request
+    from spbench.run.requests import Request
 
 ENTRY_KEY = "spbench-condition-key"
-
-
-def cache_root(config: dict) -> Path:
-    """``paths.cache``, else ``$SPBENCH_CACHE``, else ``~/.cache/spbench``."""
-    configured = (config.get("paths") or {}).get("cache") or os.environ.get("SPBENCH_CACHE")
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "spbench"
 
 
 def method_options(config: dict, known: dict) -> dict:
@@ -57,14 +51,6 @@ def method_options(config: dict, known: dict) -> dict:
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class ConditionCache:

@@ -13,9 +13,10 @@ from spbench.canvas import CanvasTransform
 from spbench.data.records import Split
 from spbench.files import atomic_save_image
 from spbench.generation.image_writer import ImageWriter
-from spbench.generation.run_folder import RunFolder
-from spbench.generation.seeds import initial_noise, request_seed
-from spbench.methods.base import GenerationSettings, Method, Request
+from spbench.methods.base import Method
+from spbench.run.folder import RunFolder
+from spbench.run.requests import GenerationSettings, Request
+from spbench.run.seeds import initial_noise, request_seed
 
 
 def plan_requests(split: Split, gen: dict) -> list[Request]:
@@ -78,7 +79,7 @@ def generate(run: RunFolder, method: Method, requests: list[Request], settings: 
     if mine:
         method.load()
         if compile_models:
-            from spbench.generation.pipelines import compile_step_modules
+            from spbench.models.pipelines import compile_step_modules
 
             compile_step_modules(method)
     task = progress.add_task(f"generating ({method.name})", total=len(mine)) if progress else None

@@ -13,79 +13,15 @@ Write your own in your package and register it under the ``spbench.methods`` ent
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from PIL import Image
 
-from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
+from spbench.run.requests import GenerationSettings, MethodContext, Request
 
 if TYPE_CHECKING:  # imported where used: listing methods must not import torch
     import torch
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Sampler settings shared by every method (the paper's protocol by default)."""
-
-    steps: int = 50
-    guidance_scale: float = 7.5
-    conditioning_scale: float = 1.0
-    scheduler: str = "unipc"
-    negative_prompt: str = ""
-    width: int = 512
-    height: int = 512
-
-    @classmethod
-    def from_config(cls, gen: dict) -> "GenerationSettings":
-        return cls(
-            steps=gen["steps"], guidance_scale=gen["guidance_scale"],
-            conditioning_scale=gen["conditioning_scale"], scheduler=gen["scheduler"],
-            negative_prompt=gen["negative_prompt"], width=gen["canvas"], height=gen["canvas"],
-        )
-
-
-@dataclass(frozen=True)
-class Request:
-    """One image to generate: image ``k`` of ``sample``, with its seed and canvas transform."""
-
-    sample: Sample
-    k: int
-    seed: int
-    transform: CanvasTransform
-    # The dataset's reference image of the sample (for conditions extracted from it, e.g. depth).
-    image_path: str | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.sample.sample_id}_k{self.k}"
-
-
-@dataclass
-class MethodContext:
-    """What a method gets from the harness: the resolved config, device and dtype."""
-
-    config: dict
-    device: torch.device = None  # None: the CPU
-    dtype: torch.dtype = None    # None: float32
-
-    def __post_init__(self):
-        # torch is imported here, not with the module, so `spbench ls` lists methods without it.
-        import torch
-
-        if self.device is None:
-            self.device = torch.device("cpu")
-        if self.dtype is None:
-            self.dtype = torch.float32
-
-    @property
-    def models(self) -> dict:
-        return self.config["models"]
-
-    @property
-    def options(self) -> dict:
-        return self.config["method"]
 
 
 class Method(ABC):
@@ -101,8 +37,48 @@ class Method(ABC):
     latent_channels: ClassVar[int] = 4
     vae_scale_factor: ClassVar[int] = 8
 
+    # What the harness, the metrics and `spbench train` ask a method (never its name):
+    # whether it generates with Stable Diffusion (models.base; a profile without one cannot run it),
+    uses_base_model: ClassVar[bool] = True
+    # the models.<role> that --checkpoint stands in for (the config then shows it there; None: none),
+    checkpoint_model: ClassVar[str | None] = None
+    # whether its conditions (or images) are made from the dataset's image files (request.image_path),
+    # so that a resumed run checks those files (default: whether the class overrides condition_image),
+    reads_reference_images: ClassVar[bool] = False
+    # whether its images are the dataset's own (the Real Image row: the official pose protocol then
+    # scores the dataset files themselves),
+    returns_dataset_images: ClassVar[bool] = False
+    # and the metrics that do not apply to it: metric -> the reason recorded instead of a score.
+    not_applicable: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "condition_image" in cls.__dict__ and "reads_reference_images" not in cls.__dict__:
+            cls.reads_reference_images = True
+
     def __init__(self, context: MethodContext):
         self.context = context
+
+    @property
+    def uses_keypoint_tokens(self) -> bool:
+        """Whether its prompts carry keypoint tokens (KCL): `spbench train` then trains their rows and
+        adds the heatmap loss unless told otherwise."""
+        return False
+
+    def trainable_model(self, sd, seed: int):
+        """What `spbench train` trains: a :class:`spbench.models.trainable.Trainable` (the model,
+        freshly initialised from the SD components ``sd`` with torch's RNG seeded from ``seed``, how
+        it feeds the UNet, its checkpoint folder). None: the method cannot be trained."""
+        return None
+
+    def build_pipeline(self, sd, model):
+        """The diffusers pipeline around ``sd`` and the method's ``model`` with the run's scheduler:
+        what :meth:`load` builds, and what training validates the model being trained with."""
+        raise NotImplementedError(f"method {self.name!r} builds no diffusers pipeline")
+
+    def pipeline_inputs(self, conditions: list[Image.Image], scale: float) -> dict:
+        """The pipeline keywords that carry the conditions and their scale (a ControlNet pipeline's)."""
+        return {"image": list(conditions), "controlnet_conditioning_scale": scale}
 
     def prompt(self, sample: Sample) -> str:
         """The text the model is given for ``sample``."""

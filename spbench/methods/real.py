@@ -10,7 +10,8 @@ from __future__ import annotations
 from PIL import Image
 
 from spbench.errors import SpbenchError
-from spbench.methods.base import Method, Request
+from spbench.methods.base import Method
+from spbench.run.requests import Request
 
 
 class RealImageMethod(Method):
@@ -21,6 +22,11 @@ class RealImageMethod(Method):
     fixed_samples = 1
     # No Stable Diffusion: a profile without models.base can run this row.
     uses_base_model = False
+    # Its "condition" and its image are the dataset's image file itself.
+    reads_reference_images = True
+    returns_dataset_images = True
+    # The real images are FID's reference: their FID is not a result (the paper shows "—").
+    not_applicable = {"fid": "not applicable to the Real Image row"}
 
     def condition_image(self, request: Request) -> Image.Image:
         from spbench.conditions.grid import image_to_canvas

@@ -56,3 +56,16 @@ def get_method_class(name: str):
     if not (isinstance(cls, type) and issubclass(cls, Method)):
         raise SpbenchError(f"method {name!r}: {entries[name]} is not a subclass of spbench.methods.Method")
     return cls
+
+
+def declared(name: str | None, attribute: str, default=None):
+    """What the method registered as ``name`` declares as ``attribute`` (a :class:`Method` class
+    attribute, e.g. ``not_applicable``), for code that has a run's record rather than its method;
+    ``default`` when no method of that name can be imported here."""
+    if not name:
+        return default
+    try:
+        cls = get_method_class(name)
+    except SpbenchError:
+        return default
+    return getattr(cls, attribute, default)

@@ -16,7 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from spbench.errors import SpbenchError
-from spbench.methods.base import GenerationSettings, Method, Request
+from spbench.methods.base import Method
+from spbench.run.requests import GenerationSettings, Request
 
 # method.options of SP-Ctrl and their defaults (the paper's model).
 DEFAULT_OPTIONS: dict = {
@@ -83,11 +84,12 @@ class SPCtrlMethod(Method):
     }
 
     def __init__(self, context):
-        from spbench.models.keypoint_tokens import KeypointPrompts, default_learned_path, require_learned_path, run_schema
+        from spbench.models.keypoint_tokens import KeypointPrompts, default_learned_path, require_learned_path
+        from spbench.run.resolve import run_schema
 
         super().__init__(context)
-        self.variant = context.options.get("variant")
-        self.options = resolve_options(self.variant, dict(context.options.get("options") or {}))
+        self.variant = context.variant
+        self.options = resolve_options(self.variant, dict(context.method_options))
         self.schema = run_schema(context.config)
         self.model = None
         # A hub checkpoint's learned_embeds.bin is found when it is downloaded, in load().
@@ -99,7 +101,7 @@ class SPCtrlMethod(Method):
 
     @property
     def checkpoint(self) -> str | None:
-        return self.context.options.get("checkpoint")
+        return self.context.checkpoint
 
     def prompt(self, sample) -> str:
         return self.kcl.prompt(sample)
@@ -109,7 +111,6 @@ class SPCtrlMethod(Method):
 
     def load(self) -> None:
         from spbench.models.keypoint_tokens import require_learned_path
-        from spbench.models.spctrl import spctrl_pipeline
         from spbench.models.stable_diffusion import load_sd_components, place
 
         self.sd = load_sd_components(self.context.models["base"])
@@ -120,13 +121,13 @@ class SPCtrlMethod(Method):
         self.kcl.attach(self.sd.tokenizer, self.sd.text_encoder)
         self.sd.to(self.context.device, self.context.dtype)
         place(self.model, self.context.device, self.context.dtype)
-        self.pipe = spctrl_pipeline(self.sd, self.model, self.context.config["generation"]["scheduler"])
+        self.pipe = self.build_pipeline(self.sd, self.model)
 
     def _load_checkpoint(self):
-        from spbench.models.official import load_spctrl_checkpoint
+        from spbench.models.spctrl_checkpoint import load_spctrl_checkpoint
 
         model, learned = load_spctrl_checkpoint(self.checkpoint)
-        chosen = {**VARIANT_OPTIONS.get(self.variant, {}), **(self.context.options.get("options") or {})}
+        chosen = {**VARIANT_OPTIONS.get(self.variant, {}), **self.context.method_options}
         for option, key in ARCHITECTURE.items():
             if option in chosen and model.config[key] != chosen[option]:
                 raise SpbenchError(f"checkpoint {self.checkpoint} has {key}={model.config[key]!r} but the run asks for method.options.{option}={chosen[option]!r} (variant {self.variant}): pick the matching checkpoint or drop the option")
@@ -153,11 +154,28 @@ class SPCtrlMethod(Method):
         )
         return model.requires_grad_(False).eval()
 
-    def generate(self, prompts, conditions, latents, settings: GenerationSettings):
-        from spbench.generation.pipelines import run_pipeline
+    @property
+    def uses_keypoint_tokens(self) -> bool:
+        return self.kcl.enabled
 
-        return run_pipeline(self.pipe, prompts, latents, settings, image=conditions,
-                            controlnet_conditioning_scale=settings.conditioning_scale)
+    def trainable_model(self, sd, seed: int):
+        """The SP-Ctrl ControlNet as :meth:`untrained_model` builds it, saved as ``spctrl/``."""
+        from spbench.models.trainable import Trainable
+
+        if self.checkpoint:
+            raise SpbenchError("spbench train starts SP-Ctrl from the UNet: drop --checkpoint (to continue a training run use --resume)")
+        return Trainable(self.untrained_model(sd), "controlnet", "spctrl")
+
+    def build_pipeline(self, sd, model):
+        from spbench.models.pipelines import build_pipeline
+        from spbench.models.spctrl import SPCtrlPipeline
+
+        return build_pipeline(SPCtrlPipeline, sd, self.context.config["generation"]["scheduler"], controlnet=model)
+
+    def generate(self, prompts, conditions, latents, settings: GenerationSettings):
+        from spbench.models.pipelines import run_pipeline
+
+        return run_pipeline(self.pipe, prompts, latents, settings, **self.pipeline_inputs(conditions, settings.conditioning_scale))
 
     def identity(self) -> dict:
         spctrl = self.checkpoint or "initialised from the UNet (untrained SPR and ControlNet)"

@@ -19,8 +19,7 @@ from PIL import Image
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
-from spbench.generation.run_folder import RunFolder
-from spbench.schemas import get_schema
+from spbench.run.folder import RunFolder
 
 # Image-decoding threads for scoring (decoding is host work a GPU waits for).
 DECODE_THREADS = min(4, os.cpu_count() or 1)
@@ -31,10 +30,10 @@ PROTOCOLS = ("official", "canvas")
 PROTOCOL_ALIASES = {"all": "canvas"}
 
 METRICS: dict[str, str] = {
-    "pose": "spbench.metrics.evaluate:score_pose",
-    "clip": "spbench.metrics.clip_score:score_clip",
-    "fid": "spbench.metrics.fid:score_fid",
-    "det": "spbench.metrics.detection:score_detection",
+    "pose": "spbench.metrics.pose_scoring:score_pose",
+    "clip": "spbench.metrics.clip_scoring:score_clip",
+    "fid": "spbench.metrics.fid_scoring:score_fid",
+    "det": "spbench.metrics.detection_scoring:score_detection",
 }
 
 
@@ -81,6 +80,26 @@ class ScoringContext:
                     for f in futures:
                         f.cancel()
 
+    def scored_batches(self, rows: list[dict], size: int, progress=None, label: str = "scoring"):
+        """:meth:`image_batches`, with a ``progress`` task ``label`` advanced as each batch is scored."""
+        task = progress.add_task(label, total=len(rows)) if progress else None
+        for chunk, images in self.image_batches(rows, size):
+            yield chunk, images
+            if progress:
+                progress.advance(task, len(chunk))
+
+    def score_on_canvas(self, model, evaluator, rows: list[dict], size: int, progress=None, label: str = "scoring"):
+        """Predict on the rows' images in the canvas frame (``model.predict(images, samples,
+        transforms)``) and record each image's prediction (``evaluator.update(sample, transform,
+        k, prediction)``); returns the evaluator."""
+        for chunk, images in self.scored_batches(rows, size, progress, label):
+            samples = [self.samples[r["sample_id"]] for r in chunk]
+            transforms = [CanvasTransform(**r["canvas"]) for r in chunk]
+            predictions = model.predict(images, samples, transforms)
+            for r, s, t, p in zip(chunk, samples, transforms, predictions, strict=True):
+                evaluator.update(s, t, r["k"], p)
+        return evaluator
+
 
 def resolve_protocol(override: str | None, config: dict) -> str:
     """The pose protocol of an evaluation: ``--protocol`` if given, else the run's recorded
@@ -106,97 +125,3 @@ def scoring_function(name: str):
 def batches(rows: list[dict], size: int):
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
-
-
-def score_pose(ctx: ScoringContext, rows: list[dict], progress=None):
-    """Pose OKS-mAP of the run's protocol: ``canvas`` (GT mapped to the canvas, every k) or
-    ``official`` (:mod:`spbench.metrics.pose_official`)."""
-    from spbench.metrics.pose import PoseEvaluator
-    from spbench.metrics.pose_models import load_pose_model
-
-    override = ctx.overrides.get("pose_model")
-    spec = override or ctx.config["models"]["pose"]
-    index = None if override else ctx.config["models"]["pose_dataset_index"]
-    protocol = ctx.overrides["protocol"]
-    schema = get_schema(next(iter(ctx.samples.values())).schema)
-    if protocol == "official":
-        return _score_pose_official(ctx, rows, progress, schema, spec, index)
-    evaluator = PoseEvaluator(schema)
-    evaluator.description = {"model": spec, "dataset_index": index, "protocol": protocol, "frame": "canvas",
-                             "boxes": "ground truth, mapped to the canvas",
-                             "decoding": "transformers VitPoseImageProcessor: UDP crop, DARK decoding (kernel 11); flip test, no shift",
-                             "nms": "none", "ignored_gt": "instances without a labelled keypoint dropped with their prediction",
-                             "images": "every k", "spread": "mean and sample std (ddof=1) of AP over k"}
-    if not rows:
-        return evaluator
-    model = load_pose_model(spec, dataset_index=index, device=ctx.device)
-    task = progress.add_task("scoring pose", total=len(rows)) if progress else None
-    for batch, images in ctx.image_batches(rows, ctx.config["evaluation"]["pose_batch_size"]):
-        samples = [ctx.samples[r["sample_id"]] for r in batch]
-        transforms = [CanvasTransform(**r["canvas"]) for r in batch]
-        predictions = model.predict(images, samples, transforms)
-        for r, s, t, p in zip(batch, samples, transforms, predictions, strict=True):
-            evaluator.update(s, t, r["k"], p)
-        if progress:
-            progress.advance(task, len(batch))
-    return evaluator
-
-
-def _score_pose_official(ctx: ScoringContext, rows: list[dict], progress, schema, spec, index):
-    """Official protocol: scored k only, images resized back to the original size, predicted and
-    scored in the original frame (crop, decoding, OKS-NMS as the official configs)."""
-    from spbench.metrics.pose import PoseEvaluator
-    from spbench.metrics.pose_models import load_pose_model
-    from spbench.metrics.pose_official import in_frame, official_settings, sample_boxes, scoring_frame, to_original_size
-
-    settings = official_settings(schema.name)
-    rows = [r for r in rows if r["k"] in settings.scored_k]
-    # The official Real Image row scores the dataset images themselves (test.py copies them from
-    # the raw split), not a canvas round trip.
-    real = ctx.run_info.get("method", {}).get("name") == "real"
-    evaluator = PoseEvaluator(schema, official=settings)
-    flip = "flip test, flipped heatmaps shifted one column right" if settings.flip_shift else "flip test, no shift"
-    evaluator.description = {
-        "model": spec, "dataset_index": index, "protocol": "official", "source": settings.source,
-        "frame": "original image (the dataset image itself)" if real else
-                 "original image (generated image resized to it with PIL bilinear)",
-        "boxes": f"ground truth, cleaned ({settings.box_rule}), padding {settings.padding}, aspect "
-                 f"{settings.input_size[0]}/{settings.input_size[1]}, {'UDP' if settings.udp else 'mmpose 0.x'} crop",
-        "decoding": f"{settings.decoding}; {flip}",
-        "nms": f"OKS-NMS at {settings.nms_thr} (crop-window areas); score = mean keypoint score above "
-               f"{settings.vis_thr} x box score 1",
-        "ignored_gt": "instances without a labelled keypoint kept as ignored ground truth, not predicted",
-        "images": f"k in {list(settings.scored_k)} only ({settings.k_source})",
-        "spread": "mean and sample std (ddof=1) of AP over k",
-    }
-    if not rows:
-        return evaluator
-    model = load_pose_model(spec, dataset_index=index, device=ctx.device)
-    task = progress.add_task("scoring pose", total=len(rows)) if progress else None
-    for batch, images in ctx.image_batches(rows, ctx.config["evaluation"]["pose_batch_size"]):
-        for r in batch:
-            if r["canvas"].get("mode", "stretch") != "stretch":
-                raise SpbenchError(f"the official pose protocol resizes stretched canvases back; image "
-                                   f"{r['file']} uses canvas mode {r['canvas']['mode']!r}: use --protocol canvas")
-        # The original image frame: annotations as they are, images resized back to their size.
-        samples = [in_frame(ctx.samples[r["sample_id"]], scoring_frame(ctx.samples[r["sample_id"]], r["canvas"]))
-                   for r in batch]
-        originals = [_dataset_image(ctx, s) if real else to_original_size(im, s) for im, s in zip(images, samples)]
-        boxes = [sample_boxes(s, settings) for s in samples]
-        predictions = model.predict_boxes(originals, samples, boxes, settings)
-        for r, s, b, p in zip(batch, samples, boxes, predictions, strict=True):
-            identity = CanvasTransform(s.width, s.height, 1.0, 1.0)
-            evaluator.update(s, identity, r["k"], p, b)
-        if progress:
-            progress.advance(task, len(batch))
-    return evaluator
-
-
-def _dataset_image(ctx: ScoringContext, sample: Sample) -> Image.Image:
-    path = ctx.reference_image_path(sample)
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as e:
-        raise SpbenchError(f"the official protocol scores the Real Image row on the dataset images; "
-                           f"cannot read {path}: {e}") from None

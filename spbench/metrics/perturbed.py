@@ -10,6 +10,10 @@ Spec: ``perturbed-oracle`` (seed 0) or ``perturbed-oracle:SEED``, for ``--pose-m
 ``models.detector``. A score from one is a diagnostic (``pose@perturbed-oracle``,
 ``pose@perturbed-oracle-4``; ``det`` flagged ``diagnostic``), never a result.
 
+This module holds the spec and the seeded offsets; the models that apply them stand beside the
+real ones: :class:`~spbench.metrics.pose_models.PerturbedOraclePoseModel` and
+:class:`~spbench.metrics.detection_models.PerturbedOracleDetector`.
+
 The offsets and scores depend only on (seed, sample id, instance index): not on the image, k,
 batch or process. Each instance draws its own magnitude ``m``, as a fraction of its box, and its
 own score ``s ~ U(0.3, 1)``, independent of ``m``:
@@ -57,6 +61,11 @@ def perturbed_seed(spec) -> int | None:
     return int(text)
 
 
+def perturbed_name(seed: int) -> str:
+    """The spec, and model name, of the perturbed oracle of ``seed``."""
+    return PERTURBED if seed == 0 else f"{PERTURBED}:{seed}"
+
+
 def is_perturbed(spec) -> bool:
     """Whether ``spec`` names a perturbed oracle (its seed is checked by :func:`perturbed_seed`)."""
     return isinstance(spec, str) and (spec == PERTURBED or spec.startswith(PERTURBED + ":"))
@@ -85,59 +94,8 @@ def box_fractions(seed: int, sample_id: str, index: int) -> tuple[np.ndarray, fl
     return fractions, float(rng.uniform(*SCORE_RANGE))
 
 
-def jitter_box(box, fractions) -> list[float]:
-    x, y, w, h = (float(v) for v in box)
+def jitter_bbox(bbox, fractions) -> list[float]:
+    """An [x, y, w, h] box moved and resized by (a·m, b·m, c·m, d·m) (see the module doc)."""
+    x, y, w, h = (float(v) for v in bbox)
     a, b, c, d = (float(v) for v in fractions)
     return [x + a * w, y + b * h, w * (1 + c), h * (1 + d)]
-
-
-class PerturbedOraclePoseModel:
-    """The condition keypoints moved by seeded offsets proportional to their box, seeded scores."""
-
-    def __init__(self, seed: int = 0):
-        self.seed = int(seed)
-        self.name = PERTURBED if self.seed == 0 else f"{PERTURBED}:{self.seed}"
-
-    def _moved(self, sample, index: int, xy: np.ndarray, box) -> np.ndarray:
-        _, _, w, h = box
-        frac, score = keypoint_fractions(self.seed, sample.sample_id, index, len(xy))
-        moved = xy + frac * np.array([w, h], dtype=np.float64)
-        return np.concatenate([moved, np.full((len(xy), 1), score)], axis=1)
-
-    def predict(self, images, samples, transforms):
-        """Canvas frame: offsets scaled by the instance's canvas box."""
-        from spbench.metrics.pose_models import _check_inputs
-
-        _check_inputs(images, samples, transforms)
-        return [[self._moved(s, j, t.points(inst.xy), t.bbox(inst.bbox)) for j, inst in enumerate(s.instances)]
-                for s, t in zip(samples, transforms)]
-
-    def predict_boxes(self, images, samples, boxes, settings):
-        """Official protocol (original frame): offsets scaled by the instance's own box; None
-        where the protocol gives no crop window."""
-        from spbench.metrics.pose_models import _check_original_size
-
-        _check_original_size(images, samples, boxes)
-        return [[None if b is None else self._moved(s, j, inst.xy, inst.bbox)
-                 for j, (inst, b) in enumerate(zip(s.instances, bs))] for s, bs in zip(samples, boxes)]
-
-
-class PerturbedOracleDetector:
-    """The ground-truth boxes on the canvas, jittered by seeded fractions of their size, seeded scores."""
-
-    def __init__(self, seed: int = 0):
-        self.seed = int(seed)
-        self.name = PERTURBED if self.seed == 0 else f"{PERTURBED}:{self.seed}"
-
-    def predict(self, images, samples, transforms) -> list[list[dict]]:
-        from spbench.metrics.detection import _check_inputs, scored_instances
-
-        _check_inputs(images, samples, transforms)
-        out = []
-        for s, t in zip(samples, transforms):
-            found = []
-            for j, inst in scored_instances(s):
-                fractions, score = box_fractions(self.seed, s.sample_id, j)
-                found.append({"category": inst.category, "bbox": jitter_box(t.bbox(inst.bbox), fractions), "score": score})
-            out.append(found)
-        return out

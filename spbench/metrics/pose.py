@@ -26,8 +26,6 @@ Shared conventions (mmpose's top-down evaluation with GT boxes):
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
 
 import numpy as np
@@ -35,7 +33,8 @@ import numpy as np
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
-from spbench.metrics.base import AP_DECIMALS, Evaluator, coco_ap, spread_over_k, unique_entries
+from spbench.metrics.base import Evaluator, spread_over_k
+from spbench.metrics.coco import AP_DECIMALS, coco_ap, coco_objects
 from spbench.metrics.oks_nms import oks_nms
 from spbench.metrics.pose_official import OfficialPose
 from spbench.schemas import KeypointSchema
@@ -79,7 +78,7 @@ class PoseEvaluator(Evaluator):
         self.score_mode = score_mode
         self.use_categories = use_categories
         self.official = official
-        self.reset()
+        super().__init__(schema=schema.name, protocol=self.protocol)
 
     @property
     def _vis_thr(self) -> float:
@@ -95,9 +94,6 @@ class PoseEvaluator(Evaluator):
         COCOeval ignores it (a detection it absorbs is neither a match nor a false positive): the
         official protocol, as mmpose. The canvas protocol drops it with its prediction."""
         return self.official is not None
-
-    def reset(self) -> None:
-        self._entries: list[dict] = []
 
     # -- recording -------------------------------------------------------------------------
 
@@ -138,7 +134,7 @@ class PoseEvaluator(Evaluator):
             kept_boxes.append(None if boxes is None else boxes[j])
         if self.official is not None:
             self._suppress(instances, kept_boxes)
-        self._entries.append({"sample_id": sample.sample_id, "k": int(k), "instances": instances, "skipped": skipped})
+        self._add(sample.sample_id, k, {"instances": instances, "skipped": skipped})
 
     def _check_pred(self, sample: Sample, k: int, pred) -> np.ndarray:
         n = self.schema.num_keypoints
@@ -183,49 +179,17 @@ class PoseEvaluator(Evaluator):
         for j, i in enumerate(have):
             instances[i]["suppressed"] = j not in keep
 
-    def state(self) -> dict:
-        return {"metric": self.name, "schema": self.schema.name, "protocol": self.protocol, "entries": list(self._entries)}
-
-    def merge(self, states: list[dict]) -> "PoseEvaluator":
-        for st in states:
-            if st.get("schema") != self.schema.name:
-                raise SpbenchError(f"cannot merge pose states of schema {st.get('schema')!r} into {self.schema.name!r}")
-            if st.get("protocol", "canvas") != self.protocol:
-                raise SpbenchError(f"cannot merge {st.get('protocol')!r} pose states into a {self.protocol!r} evaluator")
-            self._entries.extend(st["entries"])
-        return self
-
     # -- scoring ---------------------------------------------------------------------------
 
-    def _coco(self, entries: list[dict]):
-        from pycocotools.coco import COCO
-
-        cats = sorted({i["category"] for e in entries for i in e["instances"]})
-        cat_id = {c: j + 1 for j, c in enumerate(cats)}
-        images, gts, dts = [], [], []
-        for img_id, e in enumerate(entries, start=1):
-            images.append({"id": img_id, "file_name": f"{e['sample_id']}_{e['k']}"})
-            for inst in e["instances"]:
-                ann_id = len(gts) + 1
-                gts.append({
-                    "id": ann_id, "image_id": img_id, "category_id": cat_id[inst["category"]],
-                    "bbox": inst["bbox"], "area": inst["area"], "iscrowd": 0,
-                    "keypoints": inst["keypoints"], "num_keypoints": inst["num_keypoints"],
-                })
-                if _detected(inst):
-                    dts.append({
-                        "image_id": img_id, "category_id": cat_id[inst["category"]],
-                        "keypoints": inst["pred"], "score": inst["score"],
-                    })
-        with contextlib.redirect_stdout(io.StringIO()):
-            gt = COCO()
-            gt.dataset = {
-                "images": images, "annotations": gts,
-                "categories": [{"id": i, "name": c, "supercategory": "animal"} for c, i in cat_id.items()],
-            }
-            gt.createIndex()
-            dt = gt.loadRes(dts) if dts else None
-        return gt, dt
+    @staticmethod
+    def _coco(entries: list[dict]):
+        gt_fields = ("category", "bbox", "area", "keypoints", "num_keypoints")
+        return coco_objects([
+            (f"{e['sample_id']}_{e['k']}",
+             [{key: i[key] for key in gt_fields} for i in e["instances"]],
+             [{"category": i["category"], "keypoints": i["pred"], "score": i["score"]}
+              for i in e["instances"] if _detected(i)])
+            for e in entries])
 
     def _evaluate(self, gt, dt, img_ids: list[int], num_instances: int) -> dict:
         out = {"AP": None, "AP50": None, "AP75": None, "num_images": len(img_ids), "num_instances": num_instances}
@@ -237,8 +201,8 @@ class PoseEvaluator(Evaluator):
     def compute(self) -> dict:
         """``{"AP", "AP50", "AP75"`` (percent, over all (sample, k) images pooled),
         ``"per_k": {"0": {...}, ...}``, ``"num_images", "num_instances", ...}``."""
-        entries = unique_entries(self._entries)
-        gt, dt = self._coco(entries) if entries else (None, None)
+        entries = self.entries()
+        gt, dt = self._coco(entries)
         ids_by_k: dict[int, list[int]] = {}
         inst_by_k: dict[int, int] = {}
         for img_id, e in enumerate(entries, start=1):
@@ -275,25 +239,22 @@ class PoseEvaluator(Evaluator):
         pred = np.array(inst["pred"]).reshape(-1, 3)
         return oks(pred[:, :2], gt[:, :2], gt[:, 2], inst["area"], np.array(self.schema.sigmas))
 
-    def records(self) -> list[dict]:
-        """Per-image records: each instance's OKS against its own GT (not COCOeval's matching)."""
-        out = []
-        for e in unique_entries(self._entries):
-            insts = []
-            for inst in e["instances"]:
-                rec = {
-                    "annotation_id": inst["annotation_id"],
-                    "category": inst["category"],
-                    "oks": self._own_oks(inst),
-                    "score": inst["score"],
-                    "num_visible": inst["num_keypoints"],
-                }
-                if self.official is not None:
-                    rec["detected"] = inst["pred"] is not None
-                    rec["suppressed"] = bool(inst.get("suppressed"))
-                insts.append(rec)
-            out.append({"sample_id": e["sample_id"], "k": e["k"], "instances": insts, "skipped": e["skipped"]})
-        return out
+    def image_record(self, entry: dict) -> dict:
+        """Each instance's OKS against its own GT (not COCOeval's matching)."""
+        insts = []
+        for inst in entry["instances"]:
+            rec = {
+                "annotation_id": inst["annotation_id"],
+                "category": inst["category"],
+                "oks": self._own_oks(inst),
+                "score": inst["score"],
+                "num_visible": inst["num_keypoints"],
+            }
+            if self.official is not None:
+                rec["detected"] = inst["pred"] is not None
+                rec["suppressed"] = bool(inst.get("suppressed"))
+            insts.append(rec)
+        return {"sample_id": entry["sample_id"], "k": entry["k"], "instances": insts, "skipped": entry["skipped"]}
 
 
 def _detected(inst: dict) -> bool:

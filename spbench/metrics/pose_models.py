@@ -12,9 +12,9 @@ official evaluation does (:mod:`spbench.metrics.topdown_crop`, :mod:`spbench.met
 - :class:`VitPosePoseModel`: transformers' ViTPose / ViTPose++ (``dataset_index`` picks the
   ViTPose++ expert: 0 COCO, 1 AIC, 2 MPII, 3 AP-10K, 4 APT-36K, 5 COCO-WholeBody).
 - :class:`OraclePoseModel`: the condition keypoints themselves; scores 100 AP by construction.
-- :class:`~spbench.metrics.perturbed.PerturbedOraclePoseModel` (``perturbed-oracle[:SEED]``): the
-  condition keypoints moved by seeded offsets proportional to their box; AP strictly between 0
-  and 100, sensitive to sigmas, OKS areas, frame and ignored ground truth.
+- :class:`PerturbedOraclePoseModel` (``perturbed-oracle[:SEED]``): the condition keypoints moved
+  by :mod:`spbench.metrics.perturbed`'s seeded offsets proportional to their box; AP strictly
+  between 0 and 100, sensitive to sigmas, OKS areas, frame and ignored ground truth.
 - :func:`build_tiny_vitpose`: a tiny random ViTPose for tests ("tiny://vitpose").
 """
 
@@ -29,9 +29,11 @@ import numpy as np
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
+from spbench.metrics.model_specs import is_tiny, oracle_model
+from spbench.metrics.perturbed import keypoint_fractions, perturbed_name
 from spbench.schemas import get_schema
 
-TINY_PREFIX = "tiny://"
+TINY_VITPOSE = "tiny://vitpose"
 
 
 class PoseModel(Protocol):
@@ -88,6 +90,33 @@ class OraclePoseModel:
         _check_original_size(images, samples, boxes)
         return [[None if b is None else np.concatenate([i.xy, np.ones((len(i.keypoints), 1))], axis=1)
                  for i, b in zip(s.instances, bs)] for s, bs in zip(samples, boxes)]
+
+
+class PerturbedOraclePoseModel:
+    """The condition keypoints moved by seeded offsets proportional to their box, seeded scores."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = int(seed)
+        self.name = perturbed_name(self.seed)
+
+    def _moved(self, sample, index: int, xy: np.ndarray, bbox) -> np.ndarray:
+        _, _, w, h = bbox
+        frac, score = keypoint_fractions(self.seed, sample.sample_id, index, len(xy))
+        moved = xy + frac * np.array([w, h], dtype=np.float64)
+        return np.concatenate([moved, np.full((len(xy), 1), score)], axis=1)
+
+    def predict(self, images, samples, transforms):
+        """Canvas frame: offsets scaled by the instance's canvas box."""
+        _check_inputs(images, samples, transforms)
+        return [[self._moved(s, j, t.points(inst.xy), t.bbox(inst.bbox)) for j, inst in enumerate(s.instances)]
+                for s, t in zip(samples, transforms)]
+
+    def predict_boxes(self, images, samples, boxes, settings):
+        """Official protocol (original frame): offsets scaled by the instance's own box; None
+        where the protocol gives no crop window."""
+        _check_original_size(images, samples, boxes)
+        return [[None if b is None else self._moved(s, j, inst.xy, inst.bbox)
+                 for j, (inst, b) in enumerate(zip(s.instances, bs))] for s, bs in zip(samples, boxes)]
 
 
 class VitPosePoseModel:
@@ -327,16 +356,10 @@ def load_pose_model(spec: str | os.PathLike | dict, dataset_index: int | None = 
         kwargs = spec
         spec = name
     spec = os.fspath(spec)
-    if spec == "oracle":
-        return OraclePoseModel()
-    from spbench.metrics.perturbed import PerturbedOraclePoseModel, perturbed_seed
-
-    seed = perturbed_seed(spec)
-    if seed is not None:
-        return PerturbedOraclePoseModel(seed)
-    if spec.startswith(TINY_PREFIX):
-        if spec != TINY_PREFIX + "vitpose":
-            raise SpbenchError(f"unknown tiny pose model {spec!r}: use tiny://vitpose")
+    oracle = oracle_model(spec, OraclePoseModel, PerturbedOraclePoseModel)
+    if oracle is not None:
+        return oracle
+    if is_tiny(spec, TINY_VITPOSE, "pose model"):
         experts = 1 if dataset_index is None else max(2, dataset_index + 1)
         model, processor = build_tiny_vitpose(17, experts)
         return VitPosePoseModel.from_modules(model, processor, name=spec, dataset_index=dataset_index, device=device, **kwargs)

@@ -120,22 +120,6 @@ def keypoint_name_embeddings(tokenizer, text_encoder, schema: KeypointSchema) ->
         return text_encoder(input_ids=inputs.input_ids.to(text_encoder.device)).pooler_output.float().cpu()
 
 
-def run_schema(config: dict) -> str:
-    """The keypoint schema of a run's dataset: ``method.options.schema`` if set, else the
-    dataset's (the shipped sample's split is named after the dataset it imitates)."""
-    from spbench.data.registry import get_dataset
-    from spbench.schemas import SCHEMAS
-
-    chosen = config["method"]["options"].get("schema")
-    if chosen:
-        return get_schema(chosen).name
-    dataset = config["dataset"]
-    info = get_dataset(dataset["name"])
-    if info.schema not in SCHEMAS:
-        info = get_dataset(dataset.get("split") or info.default_split)
-    return info.schema
-
-
 class KeypointPrompts:
     """What a method needs for KCL at inference: prompts with keypoint tokens, the tokens in the
     tokenizer and text encoder, and prompt-length facts for the manifest (without the big models)."""

@@ -4,7 +4,7 @@ its pipeline.
 :class:`SPCtrlControlNetModel` is ``ControlNetModel`` plus the SPR module as
 ``spatext_embedding``; its config carries the SPR settings under the official key names
 (``spatext_*``), so ``save_pretrained``/``from_pretrained`` round-trip it like any diffusers model
-and the official checkpoint's keys match (see :mod:`spbench.models.official`).
+and the official checkpoint's keys match (see :mod:`spbench.models.spctrl_checkpoint`).
 
 How the index map travels: diffusers' ControlNet pipeline would turn a PIL condition into RGB
 floats in [0, 1] and resize it, which destroys labels. :class:`SPCtrlPipeline` overrides only
@@ -175,15 +175,3 @@ class SPCtrlPipeline(StableDiffusionControlNetPipeline):
         if do_classifier_free_guidance and not guess_mode:
             maps = torch.cat([maps] * 2)
         return maps
-
-
-def spctrl_pipeline(sd, controlnet: SPCtrlControlNetModel, scheduler: str) -> SPCtrlPipeline:
-    from spbench.models.stable_diffusion import make_scheduler
-
-    pipe = SPCtrlPipeline(
-        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
-        controlnet=controlnet, scheduler=make_scheduler(scheduler, sd.scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe

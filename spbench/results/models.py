@@ -20,23 +20,15 @@ import hashlib
 import os
 from pathlib import Path
 
+from spbench.metrics.model_specs import is_diagnostic_model
+
 TINY_PREFIX = "tiny://"
-DIAGNOSTIC_MODELS = ("oracle",)
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".pkl", ".msgpack", ".h5", ".onnx", ".npz")
 CHUNK = 1 << 20
 
 
 def is_tiny(spec) -> bool:
     return isinstance(spec, str) and spec.startswith(TINY_PREFIX)
-
-
-def is_diagnostic_model(spec) -> bool:
-    """``oracle`` or ``perturbed-oracle[:SEED]``: a stand-in whose score checks the metric."""
-    from spbench.metrics.perturbed import is_perturbed
-
-    if isinstance(spec, dict):
-        spec = spec.get("model") or spec.get("name")
-    return isinstance(spec, str) and (spec in DIAGNOSTIC_MODELS or is_perturbed(spec))
 
 
 def weight_files(path: Path) -> list[Path]:
@@ -83,7 +75,7 @@ def _hub_snapshot(repo_id: str) -> Path | None:
 def _inception_file(spec: str) -> Path | None:
     """torch-fidelity's named Inception weights in torch's hub cache (spbench.metrics.fid)."""
     try:
-        from spbench.metrics.fid import INCEPTION_FILE, INCEPTION_NAME
+        from spbench.metrics.fid_inception import INCEPTION_FILE, INCEPTION_NAME
     except Exception:
         return None
     if spec != INCEPTION_NAME:

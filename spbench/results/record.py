@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from spbench.generation.seeds import SEED_SCHEME
 from spbench.results.provenance import provenance
+from spbench.run.folder import image_settings
+from spbench.run.seeds import SEED_SCHEME
 
 RECORD_VERSION = 1
 
@@ -60,8 +61,6 @@ def diagnostic_key(metric: str, model) -> str:
 def same_images(old: dict, run_info: dict) -> bool:
     """Whether a previous record scored the images the run folder holds now (same split content,
     same image settings), so its metrics can stay beside new ones."""
-    from spbench.generation.run_folder import image_settings
-
     try:
         return (old["dataset"].get("hash") == run_info["dataset"].get("hash")
                 and old["method"] == run_info["method"]

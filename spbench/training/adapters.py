@@ -1,85 +1,47 @@
-"""The trainable model of each method, how it feeds the frozen UNet, and its validation pipeline.
+"""The model `spbench train` trains: the method says which (:meth:`Method.trainable_model`, a
+:class:`~spbench.models.trainable.Trainable`: the model, how it feeds the frozen UNet, its folder
+in a checkpoint), its pipeline for validation images (:meth:`Method.build_pipeline`) and whether
+its prompts carry keypoint tokens (:attr:`Method.uses_keypoint_tokens`); no method is named here.
 
-- ControlNet family (``controlnet``, ``controlnet-depth``, ``controlnet-mask``): a ControlNet
-  initialised from the UNet (``ControlNetModel.from_unet``); its residuals go into the UNet's
-  down and mid blocks. Saved as ``controlnet/``.
-- ``t2i-adapter``: the SD openpose adapter architecture, randomly initialised; its features are
-  added inside the UNet's down blocks. Saved as ``t2i_adapter/``.
-- ``spctrl``: the SP-Ctrl ControlNet (SPR + ControlNet, :mod:`spbench.models.spctrl`). Saved as
-  ``spctrl/`` together with ``learned_embeds.bin`` when keypoint tokens are trained.
+The built-in ones: ControlNet and its depth and mask subclasses train a ControlNet from the UNet
+(``controlnet/``), T2I-Adapter the SD openpose adapter architecture, randomly initialised
+(``t2i_adapter/``), SP-Ctrl its SPR + ControlNet (``spctrl/``, with ``learned_embeds.bin`` when
+keypoint tokens are trained).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from spbench.errors import SpbenchError
+from spbench.models.trainable import Trainable
 
-CONTROLNET_METHODS = ("controlnet", "controlnet-depth", "controlnet-mask")
-
-
-@dataclass
-class Trainable:
-    model: Any
-    kind: str  # "controlnet" (down/mid residuals) or "adapter" (intra-block features)
-    subfolder: str  # model folder inside checkpoint-<step>/
-
-    def unet_inputs(self, model, noisy, timesteps, encoder_hidden_states, condition) -> dict:
-        """The UNet keyword arguments that carry this model's output (``model`` may be wrapped
-        by accelerate, so it is passed in)."""
-        if self.kind == "adapter":
-            return {"down_intrablock_additional_residuals": list(model(condition))}
-        down, mid = model(noisy, timesteps, encoder_hidden_states=encoder_hidden_states,
-                          controlnet_cond=condition, return_dict=False)
-        return {"down_block_additional_residuals": list(down), "mid_block_additional_residual": mid}
+__all__ = ["Trainable", "build_trainable", "trainable_methods"]
 
 
-def build_trainable(method_name: str, method, sd, seed: int = 0) -> Trainable:
+def build_trainable(method, sd, seed: int = 0) -> Trainable:
     """The method's trainable model, freshly initialised (from ``seed``: the randomly initialised
     layers must not depend on what ran before in the process) and in training mode."""
     import torch
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _build(method_name, method, sd, seed)
+        trainable = method.trainable_model(sd, seed)
+    if trainable is None:
+        raise SpbenchError(f"method {method.name!r} cannot be trained by spbench train (trainable: {', '.join(trainable_methods())})")
+    trainable.model.requires_grad_(True).train()
+    return trainable
 
 
-def _build(method_name: str, method, sd, seed: int) -> Trainable:
-    if method_name in CONTROLNET_METHODS:
-        from spbench.models.controlnet import load_controlnet
+def trainable_methods() -> list[str]:
+    """The registered methods that say what they train (those importable here)."""
+    from spbench.methods.base import Method
+    from spbench.methods.registry import get_method_class, method_names
 
-        model, kind, folder = load_controlnet(None, sd.unet), "controlnet", "controlnet"
-    elif method_name == "t2i-adapter":
-        from spbench_baselines.t2i_adapter import adapter_for_unet
-
-        model, kind, folder = adapter_for_unet(sd.unet, method.vae_scale_factor, seed=seed), "adapter", "t2i_adapter"
-    elif method_name == "spctrl":
-        from spbench.training.spctrl_bridge import build_spctrl
-
-        model, kind, folder = build_spctrl(method, sd), "controlnet", "spctrl"
-    else:
-        trainable = ", ".join((*CONTROLNET_METHODS, "t2i-adapter", "spctrl"))
-        raise SpbenchError(f"method {method_name!r} cannot be trained by spbench train (trainable: {trainable})")
-    return Trainable(model.requires_grad_(True).train(), kind, folder)
-
-
-def validation_pipeline(method_name: str, model, sd, scheduler: str):
-    """A diffusers pipeline around the frozen SD components and the model being trained."""
-    if method_name == "t2i-adapter":
-        from spbench_baselines.t2i_adapter import adapter_pipeline
-
-        return adapter_pipeline(sd, model, scheduler)
-    if method_name == "spctrl":
-        from spbench.training.spctrl_bridge import spctrl_pipeline
-
-        return spctrl_pipeline(sd, model, scheduler)
-    from spbench.generation.pipelines import controlnet_pipeline
-
-    return controlnet_pipeline(sd, model, scheduler)
-
-
-def pipeline_inputs(method_name: str, conditions, scale: float) -> dict:
-    if method_name == "t2i-adapter":
-        return {"image": list(conditions), "adapter_conditioning_scale": scale}
-    return {"image": list(conditions), "controlnet_conditioning_scale": scale}
+    names = []
+    for name in method_names():
+        try:
+            cls = get_method_class(name)
+        except SpbenchError:
+            continue
+        if cls.trainable_model is not Method.trainable_model:
+            names.append(name)
+    return names

@@ -86,7 +86,7 @@ class TrainingDataset(torch.utils.data.Dataset):
 
     def request(self, index: int):
         """The sample's generation request (canvas frame), e.g. for validation images."""
-        from spbench.methods.base import Request
+        from spbench.run.requests import Request
 
         sample = self.split.samples[index]
         transform = CanvasTransform.fit(sample.width, sample.height, self.canvas, self.canvas_mode)

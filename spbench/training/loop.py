@@ -51,38 +51,18 @@ def _installed(module: str) -> bool:
     return find_spec(module) is not None
 
 
-def resolve_run(options: TrainingOptions):
-    """(resolved config, split, method class) — the same resolution as ``spbench run``."""
-    from spbench.config import load_profile, resolve
-    from spbench.data.registry import load_split
-    from spbench.methods.registry import get_method_class
-
-    split = load_split(options.dataset, options.split, options.data_root, options.ann).limit(options.limit)
-    if len(split) == 0:
-        raise SpbenchError(f"dataset {split.dataset!r} split {split.name!r} has no usable samples to train on")
-    from spbench.data.registry import check_image_files, resolve_annotation_file
-
-    check_image_files(split, resolve_annotation_file(options.dataset, options.split, options.data_root, options.ann)[1])
-    flags = {"method.name": options.method, "method.variant": options.variant, "dataset.name": split.dataset,
-             "dataset.split": split.name, "dataset.data_root": options.data_root, "dataset.ann": options.ann,
-             "dataset.limit": options.limit, "generation.seed": options.seed}
-    config = resolve(load_profile(options.profile), split.samples[0].schema, flags, options.sets)
-    from spbench.harness import limit_cpu_threads
-
-    limit_cpu_threads(config)
-    method_cls = get_method_class(options.method)
-    if options.variant is not None and options.variant not in method_cls.variants:
-        raise SpbenchError(f"method {options.method!r} has no variant {options.variant!r} (variants: {', '.join(method_cls.variants) or 'none'})")
-    return config, split, method_cls
+def run_flags(options: TrainingOptions) -> dict:
+    """The settings a training run is resolved from, as ``spbench run`` passes its flags to
+    :func:`spbench.run.resolve.resolve_run`."""
+    return {"method.name": options.method, "method.variant": options.variant, "dataset.name": options.dataset,
+            "dataset.split": options.split, "dataset.data_root": options.data_root, "dataset.ann": options.ann,
+            "dataset.limit": options.limit, "generation.seed": options.seed}
 
 
 def kcl_switches(options: TrainingOptions, method) -> tuple[bool, bool]:
     """(train keypoint tokens, add the heatmap loss): the options, else the method's default —
-    on where the method puts keypoint tokens in its prompts (SP-Ctrl, ControlNet variant kcl)."""
-    from spbench.training.spctrl_bridge import method_uses_kcl
-
-    default = method_uses_kcl(method)
-    tokens = default if options.keypoint_tokens is None else options.keypoint_tokens
+    on where the method puts keypoint tokens in its prompts (``method.uses_keypoint_tokens``)."""
+    tokens = method.uses_keypoint_tokens if options.keypoint_tokens is None else options.keypoint_tokens
     heatmap = tokens if options.heatmap_loss is None else options.heatmap_loss
     if heatmap and not tokens:
         raise SpbenchError("--heatmap-loss needs keypoint tokens (the loss reads their attention maps): add --keypoint-tokens")
@@ -98,15 +78,20 @@ class Trainer:
         from accelerate.utils import ProjectConfiguration
         from diffusers import DDPMScheduler
 
-        from spbench.methods.base import MethodContext
+        from spbench.methods.registry import get_method_class
         from spbench.models.stable_diffusion import load_sd_components, place
+        from spbench.run.requests import MethodContext
+        from spbench.run.resolve import resolve_run
+        from spbench.run.threads import limit_cpu_threads
         from spbench.schemas import get_schema
         from spbench.training.adapters import build_trainable
         from spbench.training.dataset import EpochBatches, TrainingDataset
 
         self.options = opts = options
         self.out = Path(opts.out)
-        self.config, self.split, method_cls = resolve_run(opts)
+        resolved = resolve_run(run_flags(opts), opts.profile, opts.sets, get_method_class)
+        limit_cpu_threads(resolved.config)
+        self.config, self.split, method_cls = resolved.config, resolved.split, resolved.method_cls
         mixed = opts.mixed_precision
         if mixed == "auto":
             mixed = "fp16" if torch.cuda.is_available() else "no"
@@ -126,7 +111,7 @@ class Trainer:
 
         self.method = method_cls(MethodContext(self.config, self.device, torch.float32))
         self.train_tokens, self.heatmap_loss = kcl_switches(opts, self.method)
-        self.schema = get_schema(self.split.samples[0].schema)
+        self.schema = get_schema(resolved.schema)
         self.sd = load_sd_components(self.config["models"]["base"])
         self.noise_scheduler = DDPMScheduler.from_config(self.sd.scheduler_config)
         self.token_ids: list[int] = []
@@ -134,7 +119,7 @@ class Trainer:
             from spbench.models.keypoint_tokens import add_keypoint_tokens
 
             self.token_ids = add_keypoint_tokens(self.sd.tokenizer, self.sd.text_encoder, self.schema)
-        self.trainable = build_trainable(opts.method, self.method, self.sd, seed=opts.seed)
+        self.trainable = build_trainable(self.method, self.sd, seed=opts.seed)
         model = self.trainable.model
         if opts.gradient_checkpointing:
             for m in (model, self.sd.unet):

@@ -21,11 +21,10 @@ def validation_images(trainer) -> Path:
     import torch
 
     from spbench.files import atomic_save_image
-    from spbench.generation.pipelines import run_pipeline
-    from spbench.generation.seeds import initial_noise, request_seed
-    from spbench.methods.base import GenerationSettings
     from spbench.models.keypoint_tokens import keypoint_prompt
-    from spbench.training.adapters import pipeline_inputs, validation_pipeline
+    from spbench.models.pipelines import run_pipeline
+    from spbench.run.requests import GenerationSettings
+    from spbench.run.seeds import initial_noise, request_seed
 
     acc, opts = trainer.accelerator, trainer.options
     folder = trainer.out / "validation" / f"step-{trainer.global_step:06d}"
@@ -47,13 +46,13 @@ def validation_images(trainer) -> Path:
         sd = trainer.sd
         if sd.text_encoder.dtype != dtype:  # float32 while its token rows train
             sd = dataclasses.replace(sd, text_encoder=copy.deepcopy(sd.text_encoder).to(dtype))
-        pipe = validation_pipeline(opts.method, model, sd, gen["scheduler"])
+        pipe = trainer.method.build_pipeline(sd, model)  # as generation builds it (generation.scheduler)
         model.eval()
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*decode_latents.*", category=FutureWarning)
                 images = run_pipeline(pipe, prompts, latents, settings,
-                                      **pipeline_inputs(opts.method, conditions, settings.conditioning_scale))
+                                      **trainer.method.pipeline_inputs(conditions, settings.conditioning_scale))
         finally:
             trained.train(was_training)
             del model, pipe, sd

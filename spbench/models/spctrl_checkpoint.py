@@ -16,6 +16,7 @@ from pathlib import Path
 
 from spbench.errors import SpbenchError
 from spbench.models.keypoint_tokens import default_learned_path
+from spbench.weights import read_tensors
 
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 # How many key names an error lists before saying "and N more".
@@ -43,7 +44,7 @@ def load_spctrl_checkpoint(path: str, setting: str = "method.checkpoint"):
     unknown = sorted(k for k in config if k.startswith("spatext_") and k not in SPR_CONFIG_KEYS)
     if unknown:
         raise SpbenchError(f"{folder / 'config.json'}: unknown SP-Ctrl setting(s) {', '.join(unknown)} (known: {', '.join(SPR_CONFIG_KEYS)})")
-    state = _read_weights(folder)
+    state = read_tensors(_weights_file(folder), "an SP-Ctrl weights file", "re-download or re-save the checkpoint")
     try:
         with init_empty_weights():  # parameters on "meta": the checkpoint replaces every one
             model = SPCtrlControlNetModel.from_config(config)
@@ -98,24 +99,6 @@ def _weights_file(folder: Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise SpbenchError(f"{folder} has no weights: expected {' or '.join(WEIGHT_FILES)}")
-
-
-def _read_weights(folder: Path) -> dict:
-    import torch
-
-    file = _weights_file(folder)
-    try:
-        if file.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(file))
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt file or pickled objects other than tensors
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SpbenchError(f"cannot read weights {file}: {first}") from None
-    if not isinstance(state, dict):
-        raise SpbenchError(f"{file}: expected a state dict (name -> tensor), got {type(state).__name__}")
-    return state
 
 
 def _names(keys: list[str]) -> str:

@@ -21,7 +21,7 @@ from PIL import Image
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_json, atomic_write_jsonl, read_jsonl_rows
-from spbench.methods.base import Request
+from spbench.run.requests import Request
 
 # Settings that change the images; a run folder refuses to be resumed under other values.
 IMAGE_SETTINGS = (

@@ -5,21 +5,28 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from spbench.methods.base import GenerationSettings
 from spbench.models.stable_diffusion import SDComponents, make_scheduler
+from spbench.run.requests import GenerationSettings
+
+
+def build_pipeline(pipeline_cls, sd: SDComponents, scheduler: str, **models):
+    """A Stable Diffusion pipeline of class ``pipeline_cls`` around ``sd``'s components and the
+    method's ``models`` (``controlnet=``, ``adapter=``), sampling with ``scheduler``, without a
+    safety checker: how every method, and training's validation, builds its pipeline."""
+    pipe = pipeline_cls(
+        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
+        scheduler=make_scheduler(scheduler, sd.scheduler_config),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False, **models,
+    )
+    # The engine shows one progress bar for the whole run instead of one per batch.
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def controlnet_pipeline(sd: SDComponents, controlnet, scheduler: str):
     from diffusers import StableDiffusionControlNetPipeline
 
-    pipe = StableDiffusionControlNetPipeline(
-        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
-        controlnet=controlnet, scheduler=make_scheduler(scheduler, sd.scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    # The engine shows one progress bar for the whole run instead of one per batch.
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return build_pipeline(StableDiffusionControlNetPipeline, sd, scheduler, controlnet=controlnet)
 
 
 # The modules a pipeline runs at every denoising step (a T2I-Adapter runs once per call).
