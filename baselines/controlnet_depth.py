@@ -30,7 +30,7 @@ from PIL import Image
 from spbench.errors import SpbenchError
 from spbench.run.requests import MethodContext, Request
 from spbench_baselines.controlnet import ControlNetMethod
-from spbench_baselines.controlnet_mask import SamMasks, canvas_boxes
+from spbench_baselines.controlnet_mask import SamMasks, canvas_boxes_xyxy
 
 NORMALISATIONS = ("percentile", "minmax")
 DEPTH_MASKS = ("none", "sam", "boxes")
@@ -60,7 +60,7 @@ def box_mask(request: Request) -> np.ndarray:
     t = request.transform
     xs, ys = np.arange(t.width) + 0.5, np.arange(t.height) + 0.5
     mask = np.zeros((t.height, t.width), dtype=bool)
-    for x1, y1, x2, y2 in canvas_boxes(request):
+    for x1, y1, x2, y2 in canvas_boxes_xyxy(request):
         mask |= ((ys >= y1) & (ys <= y2))[:, None] & ((xs >= x1) & (xs <= x2))[None, :]
     return mask
 

@@ -24,7 +24,7 @@ from spbench_baselines.controlnet import ControlNetMethod
 MASK_FORMAT = 1
 
 
-def canvas_boxes(request: Request) -> list[list[float]]:
+def canvas_boxes_xyxy(request: Request) -> list[list[float]]:
     """The ground-truth boxes on the canvas, as SAM box prompts [x1, y1, x2, y2], of the instances
     with a labelled keypoint (an ignored one is not in the pose condition either)."""
     boxes = []
@@ -69,7 +69,7 @@ class SamMasks:
         if self._extractor is None:
             self._extractor = extractors.load_segmenter(self.name).to(self.context.device)
         canvas = reference_on_canvas(request, "mask")
-        masks = extractors.segment_boxes(self._extractor, canvas, canvas_boxes(request))
+        masks = extractors.segment_boxes(self._extractor, canvas, canvas_boxes_xyxy(request))
         return render_union(masks, canvas.size)
 
 

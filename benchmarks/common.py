@@ -2,8 +2,10 @@
 workload, timing, peak memory and tables.
 
 Every script prints measured figures only, with ratios against a baseline measured in the same
-invocation. Real-size models are built from SD1.5's published configs with random weights: the
-arithmetic (and so the time and memory) is that of the real weights; the images mean nothing.
+invocation. Real-size models are built from SD1.5's published configs with random weights
+(``spbench.models.real_size``, ``spbench.metrics.real_size``), written once in the hub's layouts
+and loaded from those folders as the real ones are: the arithmetic (and so the time and memory)
+and the loading are those of the real weights; the images mean nothing.
 
 Memory, as printed:
 - CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` (tensors only).
@@ -36,31 +38,6 @@ STEPS = 50
 GUIDANCE = 7.5
 SAMPLES_PER_PROMPT = 3
 CANVAS = {"tiny": 64, "real": 512}
-
-# Real SD1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5), from its published config files.
-SD15_UNET = dict(
-    sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-    block_out_channels=(320, 640, 1280, 1280),
-    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-    cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
-)
-SD15_VAE = dict(
-    in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512),
-    down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-    layers_per_block=2, norm_num_groups=32, sample_size=512,
-)
-SD15_TEXT = dict(  # CLIP ViT-L/14 text tower
-    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-    max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
-)
-# ViTPose++-H (usyd-community/vitpose-plus-huge): ViT-H/16 at 256x192, 6 experts, classic decoder.
-VITPOSE_PLUS_H = dict(
-    image_size=[256, 192], patch_size=[16, 16], hidden_size=1280, num_hidden_layers=32,
-    num_attention_heads=16, mlp_ratio=4, qkv_bias=True, num_experts=6, part_features=320,
-    out_indices=[32],
-)
-
 
 # -- arguments ---------------------------------------------------------------------------------
 
@@ -239,42 +216,41 @@ def write_json(path: str | None, payload: dict) -> None:
 
 # -- models ------------------------------------------------------------------------------------
 
+def real_size_folder() -> Path:
+    """Where the real-size random SD1.5, ControlNet and T2I-Adapter folders are written once (in
+    the hub's layouts, ~5.5 GB, in hub/) and CLIP's tokenizer: ``$SPBENCH_CACHE`` or
+    ``~/.cache/spbench``, under real-size/."""
+    from spbench.files import cache_root
+
+    return cache_root({}) / "real-size"
+
+
 def build_sd(size: str, device: torch.device | str = "cpu", seed: int = 0):
-    """spbench SDComponents: ``tiny`` is spbench's own tiny build; ``real`` is SD1.5-sized (UNet
-    860M, VAE 84M, CLIP-L text 123M parameters) with random weights, built directly on ``device``
-    (``"meta"`` builds shapes only, for FLOP counting)."""
-    from spbench.models.stable_diffusion import SD15_SCHEDULE, SDComponents, build_tiny_sd
+    """spbench SDComponents on the CPU: ``tiny`` is spbench's own tiny build; ``real`` is
+    SD1.5-sized (UNet 860M, VAE 84M, CLIP-L text 123M parameters, CLIP's real 49,408-token
+    tokenizer) with random weights, written once in the hub's layout (:func:`real_size_folder`)
+    and loaded from it by spbench's own loader, as the real weights are. ``"meta"`` builds shapes
+    only, for FLOP counting (real: built directly, with ``seed``; the folder is always seed 0)."""
+    from spbench.models import real_size
+    from spbench.models.stable_diffusion import build_tiny_sd, load_sd_components
 
     if size == "tiny":
         sd = build_tiny_sd(seed)
         if str(device) == "meta":
             sd.unet, sd.vae, sd.text_encoder = (m.to("meta") for m in (sd.unet, sd.vae, sd.text_encoder))
         return sd
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from spbench.models.tiny_tokenizer import build_tiny_tokenizer
-
-    tokenizer = build_tiny_tokenizer()  # CLIP's BPE vocabulary (49,408 tokens), offline
-    with torch.random.fork_rng(devices=[]), torch.device(device):
-        torch.manual_seed(seed)
-        unet = UNet2DConditionModel(**SD15_UNET)
-        vae = AutoencoderKL(**SD15_VAE)
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, **SD15_TEXT,
-        ))
-    for m in (unet, vae, text_encoder):
-        m.requires_grad_(False).eval()
-    return SDComponents(unet, vae, text_encoder, tokenizer, dict(SD15_SCHEDULE), f"random://sd15-{size}")
+    if str(device) == "meta":
+        return real_size.build_sd15(real_size.clip_tokenizer(real_size_folder() / "clip-tokenizer"), "meta", seed)
+    return load_sd_components(str(real_size.generation_models(real_size_folder() / "hub")["base"]))
 
 
-def build_controlnet(unet):
-    """``ControlNetModel.from_unet`` (spbench's initialisation for a ControlNet without checkpoint)."""
+def build_controlnet(unet, checkpoint: str | None = None):
+    """``ControlNetModel.from_unet`` (spbench's initialisation for a ControlNet without checkpoint),
+    or the ControlNet of the folder ``checkpoint``."""
     from spbench.models.controlnet import load_controlnet
 
     with torch.device(unet.device):
-        return load_controlnet(None, unet)
+        return load_controlnet(checkpoint, unet)
 
 
 def n_params(module) -> int:
@@ -289,9 +265,14 @@ class Components:
         from spbench.models.stable_diffusion import place
 
         t0 = time.perf_counter()
-        build_on = device if size == "real" else "cpu"
-        self.sd = build_sd(size, build_on)
-        self.controlnet = build_controlnet(self.sd.unet)
+        self.sd = build_sd(size)
+        # real: the OpenPose ControlNet's folder in the hub's layout, loaded as a --checkpoint is.
+        checkpoint = None
+        if size == "real":
+            from spbench.models.real_size import generation_models
+
+            checkpoint = str(generation_models(real_size_folder() / "hub")["controlnet"])
+        self.controlnet = build_controlnet(self.sd.unet, checkpoint)
         self.sd.to(device, dtype)
         place(self.controlnet, device, dtype)
         sync(device)

@@ -94,72 +94,15 @@ class Timed:
 def pose_model(size: str, device: torch.device, dtype: torch.dtype):
     """spbench's VitPosePoseModel around the tiny ViTPose or a ViTPose++-H-sized random model."""
     from spbench.metrics.pose_models import VitPosePoseModel, build_tiny_vitpose
+    from spbench.metrics.real_size import VITPOSE_AP10K_EXPERT, build_vitpose_plus_h
 
     if size == "tiny":
         model, processor = build_tiny_vitpose(17, 1)
         index = None
     else:
         model, processor = build_vitpose_plus_h(device)
-        index = 3  # the AP-10K expert
+        index = VITPOSE_AP10K_EXPERT
     return VitPosePoseModel.from_modules(model.to(dtype), processor, name=f"vitpose-{size}", dataset_index=index, device=str(device))
-
-
-def build_vitpose_plus_h(device="cpu"):
-    from transformers import VitPoseBackboneConfig, VitPoseConfig, VitPoseForPoseEstimation, VitPoseImageProcessor
-
-    config = VitPoseConfig(backbone_config=VitPoseBackboneConfig(**common.VITPOSE_PLUS_H), num_labels=17,
-                           use_simple_decoder=False)
-    with torch.random.fork_rng(devices=[]), torch.device(device):
-        torch.manual_seed(0)
-        model = VitPoseForPoseEstimation(config).eval()
-    return model, VitPoseImageProcessor(size={"height": 256, "width": 192})
-
-
-def save_real_metric_models(folder: Path, inception: str | None) -> dict:
-    """Random models of the paper's metric architectures, written as model folders (so the
-    metrics load them with from_pretrained as they would the real ones); returns the run's
-    ``models.*`` settings. FID's Inception stays tiny unless ``inception`` names torch-fidelity's
-    weights file (a random Inception file cannot be made offline)."""
-    from transformers import (BertTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTextConfig,
-                              CLIPVisionConfig, GroundingDinoConfig, GroundingDinoForObjectDetection,
-                              GroundingDinoImageProcessor, GroundingDinoProcessor)
-
-    from spbench.models.tiny_tokenizer import TINY_WORDS, build_tiny_tokenizer
-
-    sets = {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model, processor = build_vitpose_plus_h()
-        model.save_pretrained(folder / "vitpose-plus-h")
-        processor.save_pretrained(folder / "vitpose-plus-h")
-        sets.update({"models.pose": str(folder / "vitpose-plus-h"), "models.pose_dataset_index": 3})
-
-        tokenizer = build_tiny_tokenizer()  # CLIP's BPE vocabulary (49,408 tokens)
-        text = CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                              num_attention_heads=12, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
-                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-        vision = CLIPVisionConfig(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                                  image_size=224, patch_size=14)
-        model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=768))
-        model.save_pretrained(folder / "clip-vit-l-14")
-        CLIPProcessor(image_processor=CLIPImageProcessor(), tokenizer=tokenizer).save_pretrained(folder / "clip-vit-l-14")
-        sets["models.clip"] = str(folder / "clip-vit-l-14")
-
-        # Grounding-DINO-T: transformers' defaults (Swin-T, BERT-base text, 6+6 layers, 900 queries);
-        # a small BERT vocabulary (the embedding table keeps BERT-base's 30,522 rows).
-        letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-        vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *letters, *("##" + c for c in letters),
-                 *dict.fromkeys(TINY_WORDS)]
-        (folder / "bert-vocab").mkdir(parents=True, exist_ok=True)
-        (folder / "bert-vocab" / "vocab.txt").write_text("\n".join(vocab) + "\n")
-        bert = BertTokenizer.from_pretrained(folder / "bert-vocab")
-        model = GroundingDinoForObjectDetection(GroundingDinoConfig())
-        model.save_pretrained(folder / "grounding-dino-t")
-        GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=bert).save_pretrained(folder / "grounding-dino-t")
-        sets["models.detector"] = str(folder / "grounding-dino-t")
-    if inception:
-        sets["models.inception"] = inception
-    return sets
 
 
 @contextlib.contextmanager
@@ -197,7 +140,7 @@ def main() -> None:
                    "512x512 images leave scoring to decoding and preprocessing, as a fast GPU does")
     p.add_argument("--inline-too", action="store_true", help="end to end: also each metric with images decoded inline")
     p.add_argument("--inception", default=None, metavar="PTH",
-                   help="--size real: torch-fidelity's FID Inception weights file, if you have it (else FID uses the tiny CNN)")
+                   help="--size real: torch-fidelity's FID Inception weights file, if you have it (else a random one in its format)")
     args = p.parse_args()
     device, dtype = common.resolve_args(args)
     n_prompts = args.prompts or 9
@@ -213,7 +156,12 @@ def main() -> None:
     sets = {}
     if args.size == "real" and not args.skip_end_to_end:
         t0 = time.perf_counter()
-        sets = save_real_metric_models(work / "models", args.inception)
+        from spbench.metrics.real_size import write_metric_models
+        from spbench.models.real_size import write_random_inception
+
+        (work / "models").mkdir(parents=True, exist_ok=True)
+        inception = args.inception or str(write_random_inception(work / "models" / "weights-inception-2015-12-05-6726825d.pth"))
+        sets = write_metric_models(work / "models", inception)
         print(f"   real-size random metric models written in {time.perf_counter() - t0:.1f} s (not timed below): "
               + ", ".join(f"{k}={Path(str(v)).name}" for k, v in sets.items() if k != "models.pose_dataset_index"))
     run_dir, cfg = make_run_folder(work / "run", args.size, n_prompts, sets)

@@ -14,13 +14,19 @@ Modes:
   (:func:`spbench.conditions.official.official_training_crop`).
 
 Areas (OKS scale, box areas) scale by ``scale_x * scale_y``.
+
+:func:`image_to_canvas` brings an original-size image into the canvas frame the same way the
+keypoints are brought there, so a condition can be laid over it and a real image can be scored
+in the frame generated images live in.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from PIL import Image
 
 from spbench.errors import SpbenchError
 
@@ -62,3 +68,32 @@ class CanvasTransform:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def round_half_up(x: float) -> int:
+    """``floor(x + 0.5)``: how canvas offsets become whole pixels."""
+    return int(math.floor(x + 0.5))
+
+
+def image_to_canvas(
+    image: Image.Image, transform: CanvasTransform, resample: int = Image.Resampling.BICUBIC
+) -> Image.Image:
+    """The image in canvas frame: RGB, ``transform.width × transform.height``.
+
+    ``stretch``: resized to the canvas (each axis on its own). ``letterbox``: resized by
+    (scale_x, scale_y) to ``round(w * scale)`` pixels per axis and pasted on black at the offset
+    rounded half up (``floor(offset + 0.5)``). The image should be the one the transform was fitted
+    to; for ``stretch`` any size works.
+    """
+    image = image.convert("RGB")
+    size = (transform.width, transform.height)
+    if transform.mode == "stretch":
+        return image.resize(size, resample)
+    if transform.mode == "letterbox":
+        w = max(1, round(image.width * transform.scale_x))
+        h = max(1, round(image.height * transform.scale_y))
+        out = Image.new("RGB", size)
+        offset = (round_half_up(transform.offset_x), round_half_up(transform.offset_y))
+        out.paste(image.resize((w, h), resample), offset)
+        return out
+    raise SpbenchError(f"unknown canvas mode {transform.mode!r}: use 'stretch' or 'letterbox'")

@@ -13,6 +13,7 @@ from spbench.data.records import Split
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_json, atomic_write_jsonl
 from spbench.methods.registry import declared, get_method_class
+from spbench.registry import is_tiny_spec, tiny_builder
 from spbench.run.folder import RunFolder
 from spbench.run.lock import run_lock
 from spbench.run.resolve import ResolvedRun, open_run, resolve_run
@@ -142,9 +143,8 @@ def check_scoring(config: dict, metrics: list[str], pose_model: str | None = Non
             if not spec:
                 raise SpbenchError("no FID Inception weights configured: set models.inception to "
                                    "pt_inception-2015-12-05 or a .pth / .safetensors path")
-            if str(spec).startswith("tiny://"):
-                if spec != TINY_INCEPTION:
-                    raise SpbenchError(f"unknown tiny FID extractor {spec!r} (models.inception): use {TINY_INCEPTION}")
+            if is_tiny_spec(spec):  # a known tiny name, asked of the tiny-model registry
+                tiny_builder(spec, TINY_INCEPTION, "unknown tiny FID extractor {spec!r} (models.inception): use {known}")
             elif spec != INCEPTION_NAME or os.environ.get("HF_HUB_OFFLINE"):
                 inception_weights(str(spec))  # a path must exist; offline, the named file must be cached
     return protocol
@@ -165,7 +165,7 @@ def _check_model(spec, role: str, setting: str, builtin: tuple[str, ...], folder
     if is_perturbed(spec) and role in ("pose model", "detector (Grounding-DINO)"):
         perturbed_seed(spec)  # a malformed seed is a one-line error here, before any generation
         return
-    if spec.startswith("tiny://"):
+    if is_tiny_spec(spec):
         raise SpbenchError(f"unknown {role} {spec!r} ({setting}): use one of {', '.join(builtin)}, a hub id or a folder")
     path = os.path.expanduser(spec)
     if spec.startswith((".", "/", "~")) or os.path.isabs(spec) or os.path.exists(path):

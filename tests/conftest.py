@@ -10,3 +10,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+from helpers import build_tiny_sd_once_per_session  # noqa: E402
+
+build_tiny_sd_once_per_session()  # tiny components are built once per session

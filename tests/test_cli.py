@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import run_pixels
+from helpers import run_pixels, spbench_in_process
 from spbench.cli import app
 from spbench.data.registry import load_split
 from spbench.files import read_jsonl
@@ -84,7 +84,8 @@ def test_ls_lists_the_plugged_in_baseline():
     (["data", "check", "--dataset", "humanart"], ["--data-root"]),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(args, words, tmp_path):
-    result = spbench(*args, "--out", str(tmp_path)) if args[0] == "run" else spbench(*args)
+    # In-process through cli.main; the next test runs `python -m spbench` itself.
+    result = spbench_in_process(*args, *(["--out", str(tmp_path)] if args[0] == "run" else []))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -104,9 +105,11 @@ def test_malformed_annotation_file_names_file_and_field(tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_files(tmp_path):
-    args = ["generate", *FAST[:-1], "20", "--limit", "4", "--batch-size", "1"]
-    reference = spbench(*args, "--out", str(tmp_path / "ref"))
-    assert reference.returncode == 0, reference.stderr
+    # 2 steps (FAST): 12 images still take long enough for the kill to land part-way. Only the
+    # killed run is a real process (kill -9); the reference and the resume run in-process.
+    args = ["generate", *FAST, "--limit", "4", "--batch-size", "1"]
+    reference = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "ref")])
+    assert reference.exit_code == 0, reference.output
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "spbench", *args, "--out", str(tmp_path / "cut")],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
@@ -119,8 +122,8 @@ def test_killed_run_resumes_to_the_same_files(tmp_path):
     done_before = len(list(images.glob("*.png")))
     assert 3 <= done_before < 12, "the kill should land part-way"
     assert not (tmp_path / "cut" / RUN / "manifest.jsonl").exists()
-    resumed = spbench(*args, "--out", str(tmp_path / "cut"))
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "cut")])
+    assert resumed.exit_code == 0, resumed.output
     assert f"{done_before} already there" in resumed.stdout.replace("\n", " ")
     a, b = run_pixels(tmp_path / "ref" / RUN), run_pixels(tmp_path / "cut" / RUN)
     assert a.keys() == b.keys() and len(a) == 12
@@ -132,12 +135,15 @@ def test_killed_run_resumes_to_the_same_files(tmp_path):
 
 def test_accelerate_launch_shares_the_work_and_gives_the_same_images(tmp_path):
     args = ["generate", *FAST, "--limit", "3"]
-    single = spbench(*args, "--out", str(tmp_path / "one"))
-    assert single.returncode == 0, single.stderr
+    metrics = ["--metrics", "pose,clip,fid,det", "--pose-model", "oracle"]
+    # The one-process references run in-process. One real launch of `spbench run` (generate, then
+    # score) shares both the generation and the scoring between two processes.
+    single = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-              "-m", "spbench", *args, "--out", str(tmp_path / "two")]
+              "-m", "spbench", "run", *args[1:], *metrics, "--out", str(tmp_path / "two")]
     two = subprocess.run(launch, capture_output=True, text=True, env=env, timeout=1200)
     assert two.returncode == 0, two.stderr
     a, b = run_pixels(tmp_path / "one" / RUN), run_pixels(tmp_path / "two" / RUN)
@@ -146,13 +152,11 @@ def test_accelerate_launch_shares_the_work_and_gives_the_same_images(tmp_path):
     assert len(read_jsonl(tmp_path / "two" / RUN / "manifest.jsonl")) == 9
 
     # Scoring shared by two processes (states gathered and merged) equals one process.
-    metrics = ["--metrics", "pose,clip,fid,det", "--pose-model", "oracle"]
     shutil.copytree(tmp_path / "two" / RUN, tmp_path / "copy" / RUN)
-    alone = spbench("evaluate", str(tmp_path / "copy" / RUN), *metrics)
-    assert alone.returncode == 0, alone.stderr
-    launch_eval = [*launch[: launch.index("spbench") + 1], "evaluate", str(tmp_path / "two" / RUN), *metrics]
-    shared = subprocess.run(launch_eval, capture_output=True, text=True, env=env, timeout=1200)
-    assert shared.returncode == 0, shared.stderr
+    for name in ("result.json", "per_image.jsonl"):  # the shared scores: the copy is scored again, alone
+        (tmp_path / "copy" / RUN / name).unlink(missing_ok=True)
+    alone = CliRunner().invoke(app, ["evaluate", str(tmp_path / "copy" / RUN), *metrics])
+    assert alone.exit_code == 0, alone.output
     a = json.loads((tmp_path / "copy" / RUN / "result.json").read_text())["metrics"]
     b = json.loads((tmp_path / "two" / RUN / "result.json").read_text())["metrics"]
     assert a["pose@oracle"]["AP"] == b["pose@oracle"]["AP"] == 100.0
@@ -188,3 +192,21 @@ def test_official_protocol_scores_only_the_first_image_per_prompt(tiny_run):
     assert pose["num_images"] == 3 and list(pose["per_k"]) == ["0"]
     assert pose["AP"] == 100.0 and pose["protocol"] == "official"  # original frame, original annotations
     assert record["evaluation"]["pose@oracle"]["protocol"] == "official"
+
+
+@pytest.mark.parametrize("flag", ["--images-per-prompt", "--samples"])
+def test_images_per_prompt_and_its_old_name_set_generation_samples(flag, monkeypatch):
+    """`--images-per-prompt N` sets generation.samples; `--samples` is kept as its alias."""
+    from spbench import harness
+
+    seen = {}
+
+    def prepare(flags, *args, **kwargs):
+        seen.update(flags)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(harness, "prepare", prepare)
+    CliRunner().invoke(app, ["generate", flag, "2"])
+    assert seen["generation.samples"] == 2
+    help_text = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "300"}).output
+    assert "--images-per-prompt" in help_text and "--samples" in help_text

@@ -30,8 +30,13 @@ def _images(path, method_name: str, dtype: torch.dtype) -> dict[str, np.ndarray]
     return run_pixels(generate_run(path, method, split)[0])
 
 
+_FLOAT32: dict[str, dict[str, np.ndarray]] = {}  # method -> its float32 images, shared by bf16 and fp16
+
+
 def _compare(tmp_path, method_name: str, dtype: torch.dtype, capsys) -> tuple[float, int]:
-    full = _images(tmp_path / "fp32", method_name, torch.float32)
+    if method_name not in _FLOAT32:
+        _FLOAT32[method_name] = _images(tmp_path / "fp32", method_name, torch.float32)
+    full = _FLOAT32[method_name]
     half = _images(tmp_path / str(dtype), method_name, dtype)
     assert full.keys() == half.keys() and len(full) == 2
     diffs = [np.abs(full[k] - half[k]) for k in full]

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Bottom to top. A module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("spbench", "spbench.errors", "spbench.files", "spbench.weights", "spbench.schemas", "spbench.canvas", "spbench.config",
+    ("base", ("spbench", "spbench.errors", "spbench.files", "spbench.weights", "spbench.schemas", "spbench.canvas", "spbench.config", "spbench.registry",
               "spbench.configs", "spbench.paper_results")),
     ("data", ("spbench.data",)),
     ("run", ("spbench.run",)),
@@ -28,7 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("spbench.results",)),
     ("tables/report", ("spbench.tables", "spbench.report")),
     ("training", ("spbench.training",)),
-    ("harness/CLI", ("spbench.harness", "spbench.cli", "spbench.__main__")),
+    ("harness", ("spbench.harness",)),
+    ("CLI", ("spbench.cli", "spbench.__main__")),  # the package spbench.cli.* (one module per command group)
 ]
 # Source folders and the package each installs as.
 PACKAGES = {"spbench": "spbench", "baselines": "spbench_baselines"}

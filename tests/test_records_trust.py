@@ -16,12 +16,13 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from helpers import spbench_in_process
 from spbench import cli, harness
 from spbench.cli import app
 from spbench.files import atomic_write_json, read_jsonl
 from spbench.results.check import check_command
 from spbench.results.load import load_records
-from spbench.tables.cli import report_command, table_command
+from spbench.tables.build import report_command, table_command
 from spbench.tables.render import build_table, render
 
 RUN = "sample-ap10k-controlnet-tiny"
@@ -29,11 +30,6 @@ FAST = ["--method", "controlnet", "--dataset", "sample", "--profile", "tiny", "-
 COCO_LABELS = ("nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
                "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
                "right_knee", "left_ankle", "right_ankle")
-
-
-def spbench(*args, env=None, timeout=600):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "spbench", *args], capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def invoke(*args):
@@ -309,9 +305,10 @@ def test_files_are_written_with_the_users_umask(tmp_path):
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o640
 
 
-def test_help_shows_checkpoint_step():
+def test_help_shows_checkpoint_step(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
     for command in ("run", "train"):
-        result = spbench(command, "--help", env={"COLUMNS": "400"})
+        result = spbench_in_process(command, "--help")
         assert result.returncode == 0, result.stderr
         assert "checkpoint-<step>" in result.stdout, command
 
@@ -330,7 +327,8 @@ def test_a_second_process_in_the_same_run_folder_stops_with_one_line(tmp_path):
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         os.write(fd, b"4242\n")
-        result = spbench("generate", *FAST, "--out", str(tmp_path / "runs"))
+        # In-process: the lock is flock's, taken on its own descriptor, so this process counts as a second one.
+        result = spbench_in_process("generate", *FAST, "--out", str(tmp_path / "runs"))
         assert result.returncode == 2, result.stderr
         lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("tiny profile")]
         assert len(lines) == 1 and "in use by another spbench process (pid 4242)" in lines[0], result.stderr

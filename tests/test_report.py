@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from spbench.errors import SpbenchError
-from spbench.tables.cli import report_command
+from spbench.tables.build import report_command
 
 RED, GREEN, BLUE, YELLOW, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (128, 128, 128)
 SAMPLE_COLOURS = {0: GREEN, 1: BLUE, 2: YELLOW}

@@ -11,7 +11,7 @@ from PIL import Image
 
 from spbench.errors import SpbenchError
 from spbench.results.load import load_records
-from spbench.tables.cli import table_command
+from spbench.tables.build import table_command
 from spbench.tables.definitions import FIGURES
 from spbench.tables.figures import figure_values, render_figures
 from spbench.tables.render import build_table, render

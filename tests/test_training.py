@@ -344,3 +344,15 @@ def test_two_processes_resume_exactly(tmp_path):
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=1e-7)
     assert read_jsonl(tmp_path / "a" / "steps.jsonl") == read_jsonl(tmp_path / "b" / "steps.jsonl")
+
+
+def test_train_command_defaults_are_the_training_options_defaults(monkeypatch):
+    """`spbench train` with no flags trains with TrainingOptions() as it is: its defaults are
+    read from the dataclass, not written a second time."""
+    import spbench.training as training
+
+    seen = []
+    monkeypatch.setattr(training, "run_training", lambda options: seen.append(options) or "folder")
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code == 0, result.output
+    assert seen == [TrainingOptions()]

@@ -8,19 +8,18 @@ renderers are exported for training code (index map, heatmap targets).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 from PIL import Image
 
-from spbench.canvas import CanvasTransform
-from spbench.conditions.grid import condition_grid, image_to_canvas
+from spbench.canvas import CanvasTransform, image_to_canvas
+from spbench.conditions.grid import condition_grid
 from spbench.conditions.heatmaps import render_heatmaps
 from spbench.conditions.official import RENDER_MODES, check_render_mode, render_official
 from spbench.conditions.openpose import render_openpose
 from spbench.conditions.spatial_pose import index_map_to_rgb, render_index_map
 from spbench.data.records import Sample
-from spbench.errors import SpbenchError
+from spbench.registry import Registry
 
 
 def _openpose_image(sample: Sample, transform: CanvasTransform) -> Image.Image:
@@ -33,10 +32,11 @@ def _index_map_image(sample: Sample, transform: CanvasTransform) -> Image.Image:
 
 
 # Condition kind -> renderer of the canvas-sized condition image.
-CONDITIONS: dict[str, Callable[[Sample, CanvasTransform], Image.Image]] = {
-    "openpose": _openpose_image,
-    "spatial-pose": _index_map_image,
-}
+CONDITIONS: Registry[Callable[[Sample, CanvasTransform], Image.Image]] = Registry(
+    "condition kind", callable_=True, unknown="unknown condition kind {name!r}; {hint}known: {known}"
+)
+CONDITIONS.register("openpose", _openpose_image)
+CONDITIONS.register("spatial-pose", _index_map_image)
 
 
 def render_condition(
@@ -46,14 +46,7 @@ def render_condition(
     index map). ``mode`` (generation.condition_render): "native" draws on the canvas; "official"
     draws at the original size and resizes (index map: torch nearest; OpenPose: PIL bilinear)."""
     check_render_mode(mode)
-    try:
-        render = CONDITIONS[kind]
-    except KeyError:
-        close = difflib.get_close_matches(kind, CONDITIONS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise SpbenchError(
-            f"unknown condition kind {kind!r}; {hint}known: {', '.join(CONDITIONS)}"
-        ) from None
+    render = CONDITIONS.load(kind)
     if mode == "official":
         return render_official(kind, render, sample, transform)
     return render(sample, transform)

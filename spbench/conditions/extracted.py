@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, PngImagePlugin
 
-from spbench.conditions.grid import image_to_canvas
+from spbench.canvas import image_to_canvas
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_bytes, atomic_write_json, cache_root, file_sha256
 

@@ -1,20 +1,16 @@
-"""Images on the canvas, and a sample-by-condition grid for eyeballing renderings.
-
-``image_to_canvas`` brings an original-size image into the canvas frame the same way the
-keypoints are brought there, so a condition can be laid over it and a real image can be scored
-in the frame generated images live in.
+"""A sample-by-condition grid for eyeballing renderings (images brought to the canvas by
+:func:`spbench.canvas.image_to_canvas`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from spbench.canvas import CanvasTransform
+from spbench.canvas import CanvasTransform, image_to_canvas
 from spbench.conditions.heatmaps import render_heatmaps
 from spbench.conditions.openpose import render_openpose
 from spbench.conditions.spatial_pose import index_map_to_rgb, render_index_map
@@ -22,30 +18,6 @@ from spbench.data.records import Sample
 from spbench.errors import SpbenchError
 
 COLUMNS = ("image", "openpose", "spatial-pose", "heatmaps")
-
-
-def image_to_canvas(
-    image: Image.Image, transform: CanvasTransform, resample: int = Image.Resampling.BICUBIC
-) -> Image.Image:
-    """The image in canvas frame: RGB, ``transform.width × transform.height``.
-
-    ``stretch``: resized to the canvas (each axis on its own). ``letterbox``: resized by
-    (scale_x, scale_y) to ``round(w * scale)`` pixels per axis and pasted on black at the offset
-    rounded half up (``floor(offset + 0.5)``). The image should be the one the transform was fitted
-    to; for ``stretch`` any size works.
-    """
-    image = image.convert("RGB")
-    size = (transform.width, transform.height)
-    if transform.mode == "stretch":
-        return image.resize(size, resample)
-    if transform.mode == "letterbox":
-        w = max(1, round(image.width * transform.scale_x))
-        h = max(1, round(image.height * transform.scale_y))
-        out = Image.new("RGB", size)
-        offset = (_round_half_up(transform.offset_x), _round_half_up(transform.offset_y))
-        out.paste(image.resize((w, h), resample), offset)
-        return out
-    raise SpbenchError(f"unknown canvas mode {transform.mode!r}: use 'stretch' or 'letterbox'")
 
 
 def heatmap_tile(sample: Sample, transform: CanvasTransform, heatmap_size: int = 64) -> np.ndarray:
@@ -97,10 +69,6 @@ def condition_grid(
         _label(draw, (2, y + transform.height - _text_height(draw, label, font) - 6), label, font)
         y += transform.height
     return grid
-
-
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
 
 
 def _font(tile_height: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -23,8 +23,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from spbench.canvas import CanvasTransform
-from spbench.conditions.grid import _round_half_up as round_half_up
+from spbench.canvas import CanvasTransform, round_half_up
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
 
@@ -78,7 +77,7 @@ def render_official(
 
     ``stretch``: resized to the canvas (the official inference). ``letterbox`` (no official
     counterpart): resized to the letterboxed image's size and pasted at its offset, exactly where
-    :func:`spbench.conditions.grid.image_to_canvas` puts the image; the bands stay 0.
+    :func:`spbench.canvas.image_to_canvas` puts the image; the bands stay 0.
     """
     full = draw(sample, original_frame(sample))
     size = (transform.width, transform.height)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from PIL import Image
 
+from spbench.canvas import image_to_canvas
 from spbench.errors import SpbenchError
 from spbench.methods.base import Method
 from spbench.run.requests import Request
@@ -29,8 +30,6 @@ class RealImageMethod(Method):
     not_applicable = {"fid": "not applicable to the Real Image row"}
 
     def condition_image(self, request: Request) -> Image.Image:
-        from spbench.conditions.grid import image_to_canvas
-
         try:
             with Image.open(request.image_path) as image:
                 return image_to_canvas(image, request.transform)

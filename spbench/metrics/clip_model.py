@@ -5,7 +5,7 @@ and counted), and the tiny random CLIP for tests (``tiny://clip``)."""
 from __future__ import annotations
 
 from spbench.errors import SpbenchError
-from spbench.metrics.model_specs import is_tiny
+from spbench.metrics.model_specs import is_tiny, tiny_builder
 
 TINY_CLIP = "tiny://clip"
 CONTEXT_LENGTH = 77  # CLIP's text context
@@ -27,7 +27,7 @@ class ClipScorer:
         if spec is None:
             raise SpbenchError("no CLIP model configured: set models.clip (e.g. openai/clip-vit-large-patch14)")
         if is_tiny(str(spec), TINY_CLIP, "CLIP"):
-            model, processor = build_tiny_clip()
+            model, processor = tiny_builder(str(spec))()
         else:
             from transformers import CLIPModel, CLIPProcessor
 

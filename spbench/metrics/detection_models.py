@@ -21,7 +21,7 @@ import numpy as np
 
 from spbench.errors import SpbenchError
 from spbench.metrics.detection import scored_categories, scored_instances
-from spbench.metrics.model_specs import is_tiny, oracle_model
+from spbench.metrics.model_specs import is_tiny, oracle_model, tiny_builder
 from spbench.metrics.perturbed import box_fractions, jitter_bbox, perturbed_name
 
 TINY_GROUNDING_DINO = "tiny://grounding-dino"
@@ -106,7 +106,7 @@ class GroundingDinoDetector:
             with torch.inference_mode():
                 pred = self.model(**inputs)
             # As post_process_grounded_object_detection: max sigmoid over the text tokens (padding
-            # is -inf, so 0), centre boxes to corners scaled to the image; no phrase decoding.
+            # is -inf, so 0), centre boxes to [x, y, w, h] scaled to the image; no phrase decoding.
             scores = pred.logits.float().sigmoid().max(dim=-1).values.cpu()
             cx, cy, w, h = pred.pred_boxes.float().cpu().unbind(-1)
             for b, im in enumerate(imgs):
@@ -141,11 +141,9 @@ def build_tiny_grounding_dino(seed: int = 0):
     from transformers import (BertConfig, BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection,
                               GroundingDinoImageProcessor, GroundingDinoProcessor, SwinConfig)
 
-    from spbench.models.tiny_tokenizer import TINY_WORDS
+    from spbench.models.tiny_tokenizer import small_bert_vocab
 
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *letters, *("##" + c for c in letters),
-             *dict.fromkeys(TINY_WORDS)]
+    vocab = small_bert_vocab()
     with tempfile.TemporaryDirectory() as folder:
         with open(os.path.join(folder, "vocab.txt"), "w") as f:
             f.write("\n".join(vocab) + "\n")
@@ -177,6 +175,6 @@ def load_detector(spec: str | os.PathLike | None, device: str = "cpu", **kwargs)
     if oracle is not None:
         return oracle
     if is_tiny(spec, TINY_GROUNDING_DINO, "detector"):
-        model, processor = build_tiny_grounding_dino()
+        model, processor = tiny_builder(spec)()
         return GroundingDinoDetector(model, processor, spec, device=device, **kwargs)
     return GroundingDinoDetector.load(spec, device=device, **kwargs)

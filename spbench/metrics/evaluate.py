@@ -2,12 +2,12 @@
 
 Each scoring function takes a :class:`ScoringContext` and this process's share of the manifest
 rows, runs its model over the images, and returns a filled :class:`~spbench.metrics.base.Evaluator`
-(which the harness syncs across ranks and computes). New metrics register in ``METRICS``.
+(which the harness syncs across ranks and computes). New metrics declare a
+:class:`~spbench.metrics.spec.MetricSpec` in ``METRIC_SPECS``, which fills ``METRICS``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -19,22 +19,22 @@ from PIL import Image
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
+from spbench.metrics.spec import METRIC_SPECS
+from spbench.registry import Registry
 from spbench.run.folder import RunFolder
 
 # Image-decoding threads for scoring (decoding is host work a GPU waits for).
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 
-# name -> "module:function"; imported only when the metric is asked for.
 # Pose-scoring protocols (README "Fidelity"); "all" is the old name of "canvas".
 PROTOCOLS = ("official", "canvas")
 PROTOCOL_ALIASES = {"all": "canvas"}
 
-METRICS: dict[str, str] = {
-    "pose": "spbench.metrics.pose_scoring:score_pose",
-    "clip": "spbench.metrics.clip_scoring:score_clip",
-    "fid": "spbench.metrics.fid_scoring:score_fid",
-    "det": "spbench.metrics.detection_scoring:score_detection",
-}
+# name -> scoring function ("module:function" of its spec, spbench.metrics.spec), imported
+# only when the metric is asked for.
+METRICS: Registry = Registry("metric", callable_=True, unknown="unknown metric {name!r} (known: {known})")
+for _spec in METRIC_SPECS.values():
+    METRICS.register(_spec.name, _spec.scorer)
 
 
 @dataclass
@@ -116,10 +116,7 @@ def resolve_protocol(override: str | None, config: dict) -> str:
 
 
 def scoring_function(name: str):
-    if name not in METRICS:
-        raise SpbenchError(f"unknown metric {name!r} (known: {', '.join(METRICS)})")
-    module, _, attr = METRICS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return METRICS.load(name)
 
 
 def batches(rows: list[dict], size: int):

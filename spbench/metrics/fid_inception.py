@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from spbench.errors import SpbenchError
-from spbench.metrics.model_specs import is_tiny
+from spbench.metrics.model_specs import is_tiny, tiny_builder
 from spbench.files import file_sha256
 from spbench.weights import read_tensors, tensor_file
 
@@ -112,7 +112,7 @@ def load_extractor(spec: str | os.PathLike | None, resize: str = "antialias", de
         raise SpbenchError(f"no FID extractor configured: set models.inception to {INCEPTION_NAME} or a .pth / .safetensors path")
     spec = os.fspath(spec)
     if is_tiny(spec, TINY_INCEPTION, "FID extractor"):
-        module = build_tiny_inception(resize=resize)
+        module = tiny_builder(spec)(resize=resize)
         return FeatureExtractor(module.to(device), "tiny-inception", RESIZES[resize].format(module.input_size),
                                 module.num_features, "seed-0", device)
     path = inception_weights(spec)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from spbench.canvas import CanvasTransform
+from spbench.canvas import CanvasTransform, image_to_canvas
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_bytes, cache_root
 from spbench.metrics.evaluate import ScoringContext, batches
@@ -76,8 +76,6 @@ def reference_moments(ctx: ScoringContext, extractor: FeatureExtractor, batch_si
                       progress=None) -> tuple[Moments, dict, Path, bool]:
     """Moments of the split's real images on the canvas: from the cache, or computed and cached.
     Returns (moments, settings, cache path, reused)."""
-    from spbench.conditions.grid import image_to_canvas
-
     settings = reference_settings(ctx, extractor)
     path = reference_cache_path(ctx.config, settings)
     cached = load_reference(path, settings)

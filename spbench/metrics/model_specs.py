@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from spbench.errors import SpbenchError
 from spbench.metrics.perturbed import is_perturbed, perturbed_seed
-
-TINY_PREFIX = "tiny://"
+from spbench.registry import is_tiny_spec, tiny_builder
 
 
 def oracle_model(spec: str, oracle: Callable[[], object], perturbed: Callable[[int], object]):
@@ -22,11 +20,11 @@ def oracle_model(spec: str, oracle: Callable[[], object], perturbed: Callable[[i
 
 
 def is_tiny(spec: str, known: str, what: str) -> bool:
-    """Whether ``spec`` names a tiny model; a tiny name other than ``known`` is an error."""
-    if not spec.startswith(TINY_PREFIX):
+    """Whether ``spec`` names a tiny model; a tiny name other than ``known`` is an error. Its
+    builder is ``tiny_builder(spec)`` (the registry of tiny builders, :mod:`spbench.registry`)."""
+    if not is_tiny_spec(spec):
         return False
-    if spec != known:
-        raise SpbenchError(f"unknown tiny {what} {spec!r}: use {known}")
+    tiny_builder(spec, known, "unknown tiny " + what + " {spec!r}: use {known}")
     return True
 
 

@@ -97,9 +97,9 @@ class PoseEvaluator(Evaluator):
 
     # -- recording -------------------------------------------------------------------------
 
-    def update(self, sample: Sample, transform: CanvasTransform, k: int, predictions: list, boxes: list | None = None) -> None:
+    def update(self, sample: Sample, transform: CanvasTransform, k: int, predictions: list, crop_boxes: list | None = None) -> None:
         """Record image k of ``sample``: GT instances mapped by ``transform``, one prediction each
-        (official protocol: ``None`` for no prediction, and ``boxes`` the crop windows)."""
+        (official protocol: ``None`` for no prediction, and ``crop_boxes`` the crop windows)."""
         if sample.schema != self.schema.name:
             raise SpbenchError(
                 f"sample {sample.sample_id} uses keypoint schema {sample.schema!r}, "
@@ -110,7 +110,7 @@ class PoseEvaluator(Evaluator):
                 f"sample {sample.sample_id} image {k}: {len(predictions)} predicted poses for "
                 f"{len(sample.instances)} instances (top-down needs one per GT box)"
             )
-        if self.official is not None and (boxes is None or len(boxes) != len(sample.instances)):
+        if self.official is not None and (crop_boxes is None or len(crop_boxes) != len(sample.instances)):
             raise SpbenchError(f"sample {sample.sample_id} image {k}: the official pose protocol needs one crop "
                                f"window (or None) per instance")
         n = self.schema.num_keypoints
@@ -131,7 +131,7 @@ class PoseEvaluator(Evaluator):
             record["pred"] = None if pred is None else pred.reshape(-1).tolist()
             record["score"] = None if pred is None else detection_score(pred[:, 2], self.score_mode, self._vis_thr)
             instances.append(record)
-            kept_boxes.append(None if boxes is None else boxes[j])
+            kept_boxes.append(None if crop_boxes is None else crop_boxes[j])
         if self.official is not None:
             self._suppress(instances, kept_boxes)
         self._add(sample.sample_id, k, {"instances": instances, "skipped": skipped})
@@ -166,7 +166,7 @@ class PoseEvaluator(Evaluator):
             "num_keypoints": int((vis > 0).sum()),
         }
 
-    def _suppress(self, instances: list[dict], boxes: list) -> None:
+    def _suppress(self, instances: list[dict], crop_boxes: list) -> None:
         """OKS-NMS over this image's predictions (official protocol); marks the dropped ones."""
         have = [i for i, inst in enumerate(instances) if inst["pred"] is not None]
         for inst in instances:
@@ -174,7 +174,7 @@ class PoseEvaluator(Evaluator):
         if not have:
             return
         poses = np.array([np.reshape(instances[i]["pred"], (-1, 3)) for i in have])
-        keep = set(oks_nms(poses, [instances[i]["score"] for i in have], [boxes[i].area for i in have],
+        keep = set(oks_nms(poses, [instances[i]["score"] for i in have], [crop_boxes[i].area for i in have],
                            self.official.nms_thr, self.schema.sigmas))
         for j, i in enumerate(have):
             instances[i]["suppressed"] = j not in keep

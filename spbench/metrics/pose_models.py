@@ -4,7 +4,7 @@
 array (x, y, score) per instance of its sample, in canvas pixels. Images must be canvas-sized: the
 transform defines the frame, and a silent resize here would hide a mismatch upstream.
 
-``predict_boxes(images, samples, boxes, settings)`` (official protocol) takes images at the
+``predict_boxes(images, samples, crop_boxes, settings)`` (official protocol) takes images at the
 original size and one crop window per instance (None: no prediction) and returns one [K, 3]
 array or None per instance, in original-image pixels; the ViTPose model crops and decodes as the
 official evaluation does (:mod:`spbench.metrics.topdown_crop`, :mod:`spbench.metrics.heatmap_decode`).
@@ -29,7 +29,7 @@ import numpy as np
 from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
-from spbench.metrics.model_specs import is_tiny, oracle_model
+from spbench.metrics.model_specs import is_tiny, oracle_model, tiny_builder
 from spbench.metrics.perturbed import keypoint_fractions, perturbed_name
 from spbench.schemas import get_schema
 
@@ -39,7 +39,7 @@ TINY_VITPOSE = "tiny://vitpose"
 class PoseModel(Protocol):
     def predict(self, images: list, samples: list[Sample], transforms: list[CanvasTransform]) -> list[list[np.ndarray]]: ...
 
-    def predict_boxes(self, images: list, samples: list[Sample], boxes: list[list], settings) -> list[list]: ...
+    def predict_boxes(self, images: list, samples: list[Sample], crop_boxes: list[list], settings) -> list[list]: ...
 
 
 def _check_inputs(images: list, samples: list[Sample], transforms: list[CanvasTransform]) -> None:
@@ -53,10 +53,10 @@ def _check_inputs(images: list, samples: list[Sample], transforms: list[CanvasTr
             )
 
 
-def _check_original_size(images: list, samples: list[Sample], boxes: list[list]) -> None:
-    if not (len(images) == len(samples) == len(boxes)):
+def _check_original_size(images: list, samples: list[Sample], crop_boxes: list[list]) -> None:
+    if not (len(images) == len(samples) == len(crop_boxes)):
         raise SpbenchError(f"pose model got {len(images)} images, {len(samples)} samples, {len(boxes)} box lists")
-    for im, s, b in zip(images, samples, boxes):
+    for im, s, b in zip(images, samples, crop_boxes):
         if len(b) != len(s.instances):
             raise SpbenchError(f"sample {s.sample_id}: {len(b)} crop windows for {len(s.instances)} instances")
         if im is not None and tuple(im.size) != (s.width, s.height):
@@ -85,11 +85,11 @@ class OraclePoseModel:
             out.append([np.concatenate([t.points(i.xy), np.ones((len(i.keypoints), 1))], axis=1) for i in s.instances])
         return out
 
-    def predict_boxes(self, images, samples, boxes, settings):
+    def predict_boxes(self, images, samples, crop_boxes, settings):
         """The condition keypoints (original frame), score 1.0, for each instance given a window."""
-        _check_original_size(images, samples, boxes)
+        _check_original_size(images, samples, crop_boxes)
         return [[None if b is None else np.concatenate([i.xy, np.ones((len(i.keypoints), 1))], axis=1)
-                 for i, b in zip(s.instances, bs)] for s, bs in zip(samples, boxes)]
+                 for i, b in zip(s.instances, bs)] for s, bs in zip(samples, crop_boxes)]
 
 
 class PerturbedOraclePoseModel:
@@ -111,12 +111,12 @@ class PerturbedOraclePoseModel:
         return [[self._moved(s, j, t.points(inst.xy), t.bbox(inst.bbox)) for j, inst in enumerate(s.instances)]
                 for s, t in zip(samples, transforms)]
 
-    def predict_boxes(self, images, samples, boxes, settings):
+    def predict_boxes(self, images, samples, crop_boxes, settings):
         """Official protocol (original frame): offsets scaled by the instance's own box; None
         where the protocol gives no crop window."""
-        _check_original_size(images, samples, boxes)
+        _check_original_size(images, samples, crop_boxes)
         return [[None if b is None else self._moved(s, j, inst.xy, inst.bbox)
-                 for j, (inst, b) in enumerate(zip(s.instances, bs))] for s, bs in zip(samples, boxes)]
+                 for j, (inst, b) in enumerate(zip(s.instances, bs))] for s, bs in zip(samples, crop_boxes)]
 
 
 class VitPosePoseModel:
@@ -244,15 +244,15 @@ class VitPosePoseModel:
                 ]
         return results
 
-    def predict_boxes(self, images, samples, boxes, settings):
+    def predict_boxes(self, images, samples, crop_boxes, settings):
         """Official top-down (images at the original size): our crop of each window, the model's
         heatmaps with the flip test of ``settings``, our decoding."""
         from spbench.metrics.heatmap_decode import decode_default, decode_udp
         from spbench.metrics.topdown_crop import crop, to_pixel_values
 
-        _check_original_size(images, samples, boxes)
+        _check_original_size(images, samples, crop_boxes)
         results: list[list] = [[None] * len(s.instances) for s in samples]
-        todo = [(i, j) for i, bs in enumerate(boxes) for j, b in enumerate(bs) if b is not None]
+        todo = [(i, j) for i, bs in enumerate(crop_boxes) for j, b in enumerate(bs) if b is not None]
         if not todo:
             return results
         schema = get_schema(samples[todo[0][0]].schema)
@@ -267,9 +267,9 @@ class VitPosePoseModel:
             for i, j in part:
                 if i not in arrays:
                     arrays[i] = np.asarray(images[i].convert("RGB"))
-                crops.append(crop(arrays[i], boxes[i][j], settings.input_size, settings.udp))
+                crops.append(crop(arrays[i], crop_boxes[i][j], settings.input_size, settings.udp))
             heatmaps = self._flip_tested_heatmaps(to_pixel_values(crops), schema.flip_pairs, settings.flip_shift)
-            windows = [boxes[i][j] for i, j in part]
+            windows = [crop_boxes[i][j] for i, j in part]
             decoded = decode_udp(heatmaps, windows) if settings.udp else decode_default(heatmaps, windows)
             for (i, j), pose in zip(part, decoded):
                 results[i][j] = pose
@@ -361,7 +361,7 @@ def load_pose_model(spec: str | os.PathLike | dict, dataset_index: int | None = 
         return oracle
     if is_tiny(spec, TINY_VITPOSE, "pose model"):
         experts = 1 if dataset_index is None else max(2, dataset_index + 1)
-        model, processor = build_tiny_vitpose(17, experts)
+        model, processor = tiny_builder(spec)(17, experts)
         return VitPosePoseModel.from_modules(model, processor, name=spec, dataset_index=dataset_index, device=device, **kwargs)
     if _looks_like_path(spec) and not os.path.isdir(spec):
         raise SpbenchError(

@@ -78,9 +78,9 @@ def _score_pose_official(ctx: ScoringContext, rows: list[dict], progress, schema
         samples = [official.in_frame(ctx.samples[r["sample_id"]],
                                      official.scoring_frame(ctx.samples[r["sample_id"]], r["canvas"])) for r in batch]
         originals = [_dataset_image(ctx, s) if real else official.to_original_size(im, s) for im, s in zip(images, samples)]
-        boxes = [official.sample_boxes(s, settings) for s in samples]
-        predictions = model.predict_boxes(originals, samples, boxes, settings)
-        for r, s, b, p in zip(batch, samples, boxes, predictions, strict=True):
+        crop_boxes = [official.sample_boxes(s, settings) for s in samples]
+        predictions = model.predict_boxes(originals, samples, crop_boxes, settings)
+        for r, s, b, p in zip(batch, samples, crop_boxes, predictions, strict=True):
             identity = CanvasTransform(s.width, s.height, 1.0, 1.0)
             evaluator.update(s, identity, r["k"], p, b)
     return evaluator

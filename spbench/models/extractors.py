@@ -20,6 +20,7 @@ from PIL import Image
 
 from spbench.errors import SpbenchError
 from spbench.models.hub import load_pretrained
+from spbench.registry import is_tiny_spec, tiny_builder
 
 TINY_ZOEDEPTH = "tiny://zoedepth"
 TINY_SAM_HQ = "tiny://sam-hq"
@@ -48,9 +49,8 @@ def load_depth_estimator(name: str | None) -> Extractor:
     from transformers import ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
 
     require_model(name, "depth estimator")
-    if name.startswith("tiny://"):
-        _known_tiny(name, TINY_ZOEDEPTH, "models.depth_estimator")
-        return build_tiny_zoedepth()
+    if is_tiny_spec(name):
+        return tiny_builder(name, TINY_ZOEDEPTH, "unknown tiny model {spec!r} (models.depth_estimator): use {known}")()
     kw = dict(role="depth estimator (ZoeDepth)", setting="models.depth_estimator")
     model = load_pretrained(ZoeDepthForDepthEstimation, name, **kw)
     processor = load_pretrained(ZoeDepthImageProcessor, name, **kw)
@@ -62,9 +62,8 @@ def load_segmenter(name: str | None) -> Extractor:
     from transformers import SamHQModel, SamHQProcessor
 
     require_model(name, "segmenter")
-    if name.startswith("tiny://"):
-        _known_tiny(name, TINY_SAM_HQ, "models.segmenter")
-        return build_tiny_sam_hq()
+    if is_tiny_spec(name):
+        return tiny_builder(name, TINY_SAM_HQ, "unknown tiny model {spec!r} (models.segmenter): use {known}")()
     kw = dict(role="segmenter (SAM-HQ)", setting="models.segmenter")
     model = load_pretrained(SamHQModel, name, **kw)
     processor = load_pretrained(SamHQProcessor, name, **kw)
@@ -108,11 +107,6 @@ def require_model(name: str | None, role: str) -> None:
             f"no {role} configured ({setting} is empty): --set {setting}={example} or a local folder, "
             "or pass precomputed maps with --set method.options.conditions_dir=DIR"
         )
-
-
-def _known_tiny(name, known, setting):
-    if name != known:
-        raise SpbenchError(f"unknown tiny model {name!r} ({setting}): use {known}")
 
 
 # -- tiny builders ----------------------------------------------------------------------------

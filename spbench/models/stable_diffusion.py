@@ -14,8 +14,9 @@ from typing import Any
 import torch
 
 from spbench.models.hub import load_pretrained
+from spbench.registry import TINY_PREFIX, is_tiny_spec, tiny_builder
 
-TINY_PREFIX = "tiny://"
+TINY_SD15 = TINY_PREFIX + "sd15"
 
 # SD1.5's noise schedule (scheduler/scheduler_config.json of the real model).
 SD15_SCHEDULE = dict(
@@ -46,7 +47,7 @@ def place(module, device, dtype):
 
 
 def is_tiny(name: str | None) -> bool:
-    return bool(name) and str(name).startswith(TINY_PREFIX)
+    return bool(name) and is_tiny_spec(str(name))
 
 
 def load_sd_components(base: str) -> SDComponents:
@@ -56,7 +57,7 @@ def load_sd_components(base: str) -> SDComponents:
         raise SpbenchError("models.base is not set (the Stable Diffusion 1.5 to generate or train with): add "
                            "`models: {base: ID_OR_FOLDER}` to the profile or pass --set models.base=ID_OR_FOLDER")
     if is_tiny(base):
-        return build_tiny_sd()
+        return tiny_builder(base, TINY_SD15, "unknown tiny model {spec!r} (models.base): use {known}")()
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -111,7 +112,7 @@ def build_tiny_sd(seed: int = 0) -> SDComponents:
         )
     for m in (unet, vae, text_encoder):
         m.requires_grad_(False).eval()
-    return SDComponents(unet, vae, text_encoder, tokenizer, dict(SD15_SCHEDULE), TINY_PREFIX + "sd15")
+    return SDComponents(unet, vae, text_encoder, tokenizer, dict(SD15_SCHEDULE), TINY_SD15)
 
 
 def make_scheduler(name: str, scheduler_config: dict):

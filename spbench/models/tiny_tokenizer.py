@@ -24,6 +24,16 @@ SPECIAL_BOS = "<|startoftext|>"
 SPECIAL_EOS = "<|endoftext|>"
 
 
+def small_bert_vocab(words=TINY_WORDS) -> list[str]:
+    """A small BERT WordPiece vocabulary for Grounding-DINO's text tower offline (bert-base-uncased's
+    30,522-word vocab.txt ships with no installed package): BERT's specials, ".", ",", the letters,
+    their "##" word pieces and ``words`` whole. Any lower-case word tokenizes; the ids are not
+    bert-base-uncased's."""
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    return ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", *letters, *("##" + c for c in letters),
+            *dict.fromkeys(words)]
+
+
 def _byte_alphabet() -> list[str]:
     from tokenizers import pre_tokenizers
 

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_text
+from spbench.metrics.spec import METRIC_SPECS
 from spbench.report.runs import RunView, read_run
 
-HEADLINE = {"pose": ("AP", "Pose mAP"), "fid": ("fid", "FID"), "clip": ("score", "CLIP-Score"), "det": ("AP75", "Det AP.75")}
+# The report's metric columns, in this order: (headline key, label) from each metric's spec.
+HEADLINE = {n: (METRIC_SPECS[n].key, METRIC_SPECS[n].label) for n in ("pose", "fid", "clip", "det")}
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:0.5em 0 1.5em}
@@ -56,8 +58,7 @@ def _load_tile(path: Path, size: int, kind: str | None = None, canvas: dict | No
 
             im = Image.fromarray(index_map_to_rgb(np.asarray(im)))
         if canvas:
-            from spbench.canvas import CanvasTransform
-            from spbench.conditions.grid import image_to_canvas
+            from spbench.canvas import CanvasTransform, image_to_canvas
 
             im = image_to_canvas(im, CanvasTransform(**canvas))
         im = im.convert("RGB")
@@ -80,7 +81,7 @@ def metric_table(runs: list[RunView]) -> str:
                  str(sum(len(v) for v in r.images.values()))]
         for name, (key, _) in HEADLINE.items():
             result = (rec.data["metrics"].get(name) if rec else None) or {}
-            text = _fmt(result.get(key)) if result else "—"
+            text = METRIC_SPECS[name].format(result.get(key)) if result else "—"
             flag = (rec.diagnostic(name) and "diagnostic") or (rec.invalid(name) and "invalid") if rec and result else None
             if flag:  # not the method's score: say so instead of showing it as one
                 why = rec.diagnostic(name) or rec.invalid(name)
@@ -107,7 +108,7 @@ def _diagnostics(runs: list[RunView]) -> str:
             base = key.split("@")[0]
             if "@" not in key or not isinstance(result, dict) or base not in HEADLINE:
                 continue
-            value = _fmt(result.get(HEADLINE[base][0]))
+            value = METRIC_SPECS[base].format(result.get(HEADLINE[base][0]))
             model = r.record.evaluation(key).get("model")
             invalid = r.record.invalid(key)
             items.append(f"<li>{html.escape(r.label)}: {html.escape(key)} {HEADLINE[base][1]} {value}"

@@ -9,8 +9,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from spbench.data.registry import stand_in
 from spbench.errors import SpbenchError
 from spbench.files import read_jsonl
+from spbench.registry import is_tiny_spec
 from spbench.results.load import Loaded
 
 
@@ -40,7 +42,7 @@ class RunView:
         config = self.info.get("config") or {}
         base = (config.get("models") or {}).get("base")
         return (bool((config.get("profile") or {}).get("tiny")) or bool(self.record and self.record.tiny)
-                or (isinstance(base, str) and base.startswith("tiny://")))
+                or is_tiny_spec(base))
 
     @property
     def departures(self) -> list[str]:
@@ -55,7 +57,7 @@ class RunView:
     def dataset_key(self) -> str:
         """The dataset whose cells this run fills (the sample's split for the shipped sample)."""
         d = self.info["dataset"]
-        return d.get("split") if d["name"] == "sample" else d["name"]
+        return stand_in(d["name"], d.get("split"))[0]
 
     def reference_image(self, sample_id: str) -> Path | None:
         root = self.info["dataset"].get("data_root")

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spbench.errors import SpbenchError
+from spbench.metrics.spec import HIGHER, LOWER
 from spbench.results.load import Loaded, load_records
 
-DIRECTIONS = ("higher", "lower", "both")
+DIRECTIONS = (HIGHER, LOWER, "both")
 EPS = 1e-9  # float round-off allowed on top of the tolerance
 MATCH_FIELDS = ("dataset", "split", "method", "variant", "profile", "run")
 
@@ -165,7 +166,7 @@ def status(spec: MetricSpec, value: float | None, invalid: str | None = None) ->
     limit = spec.tolerance + EPS
     if spec.direction == "both":
         return "ok" if abs(delta) <= limit else "regressed"
-    sign = 1.0 if spec.direction == "higher" else -1.0
+    sign = 1.0 if spec.direction == HIGHER else -1.0
     if sign * delta < -limit:
         return "regressed"
     return "improved" if sign * delta > limit else "ok"

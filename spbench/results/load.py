@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spbench.errors import SpbenchError
+from spbench.registry import is_tiny_spec
 
 RECORD_FILE = "result.json"
 DEFAULT_RESULTS = ("spbench-runs",)  # where `spbench run` writes by default
@@ -50,7 +51,7 @@ class Loaded:
         config = self.data.get("config") or {}
         base = (config.get("models") or {}).get("base")
         return (bool(self.data.get("tiny")) or bool((config.get("profile") or {}).get("tiny"))
-                or (isinstance(base, str) and base.startswith("tiny://")))
+                or is_tiny_spec(base))
 
     @property
     def departures(self) -> list[str]:

@@ -21,14 +21,13 @@ import os
 from pathlib import Path
 
 from spbench.metrics.model_specs import is_diagnostic_model
-
-TINY_PREFIX = "tiny://"
+from spbench.registry import is_tiny_spec
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".ckpt", ".pkl", ".msgpack", ".h5", ".onnx", ".npz")
 CHUNK = 1 << 20
 
 
 def is_tiny(spec) -> bool:
-    return isinstance(spec, str) and spec.startswith(TINY_PREFIX)
+    return is_tiny_spec(spec)
 
 
 def weight_files(path: Path) -> list[Path]:

@@ -7,6 +7,7 @@ report mark numbers from such records, since they are not comparable with the pa
 from __future__ import annotations
 
 from spbench.config import DEFAULTS
+from spbench.registry import is_tiny_spec
 
 # Generation settings of the paper's protocol (UniPC, 50 steps, CFG 7.5, scale 1, 3 per prompt,
 # 512²): spbench's defaults are the paper's, so they are read from there, not written twice.
@@ -58,7 +59,7 @@ def departures(config: dict, method: str | None = None, metrics=()) -> list[str]
         value = models.get(role)
         if value is None or value == paper.get(role):
             continue
-        if isinstance(value, str) and value.startswith("tiny://"):
+        if is_tiny_spec(value):
             out.append(f"models.{role}={value} (tiny)")
         elif _is_hub_id(value):
             out.append(f"models.{role}={value} (paper: {paper.get(role)})")

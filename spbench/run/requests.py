@@ -7,23 +7,27 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from spbench.canvas import CanvasTransform
+from spbench.config import DEFAULTS
 from spbench.data.records import Sample
 
 if TYPE_CHECKING:  # imported where used: listing methods must not import torch
     import torch
 
+_GENERATION = DEFAULTS["generation"]
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Sampler settings shared by every method (the paper's protocol by default)."""
+    """Sampler settings shared by every method (the paper's protocol by default: the
+    ``generation`` defaults of :data:`spbench.config.DEFAULTS`)."""
 
-    steps: int = 50
-    guidance_scale: float = 7.5
-    conditioning_scale: float = 1.0
-    scheduler: str = "unipc"
-    negative_prompt: str = ""
-    width: int = 512
-    height: int = 512
+    steps: int = _GENERATION["steps"]
+    guidance_scale: float = _GENERATION["guidance_scale"]
+    conditioning_scale: float = _GENERATION["conditioning_scale"]
+    scheduler: str = _GENERATION["scheduler"]
+    negative_prompt: str = _GENERATION["negative_prompt"]
+    width: int = _GENERATION["canvas"]
+    height: int = _GENERATION["canvas"]
 
     @classmethod
     def from_config(cls, gen: dict) -> "GenerationSettings":

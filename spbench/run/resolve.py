@@ -15,10 +15,10 @@ from pathlib import Path
 
 from spbench.config import load_profile, resolve
 from spbench.data.records import Split
-from spbench.data.registry import check_image_files, get_dataset, load_split, resolve_annotation_file
+from spbench.data.registry import check_image_files, dataset_of_split, load_split, resolve_annotation_file
 from spbench.errors import SpbenchError
 from spbench.run.folder import RunFolder
-from spbench.schemas import SCHEMAS, get_schema
+from spbench.schemas import get_schema
 
 @dataclass
 class ResolvedRun:
@@ -101,14 +101,11 @@ def checkpoint_label(checkpoint: str) -> str:
 def run_schema(config: dict) -> str:
     """The keypoint schema a run's method works with: ``method.options.schema`` if set, else the
     dataset's: ``dataset.schema`` as :func:`resolve_run` recorded it, or for a config without it,
-    the dataset registry's (the shipped sample's split is named after the dataset it imitates)."""
+    the dataset registry's (for the shipped sample, the registry's dataset that is its split)."""
     chosen = config["method"]["options"].get("schema")
     if chosen:
         return get_schema(chosen).name
     dataset = config["dataset"]
     if dataset.get("schema"):
         return dataset["schema"]
-    info = get_dataset(dataset["name"])
-    if info.schema not in SCHEMAS:
-        info = get_dataset(dataset.get("split") or info.default_split)
-    return info.schema
+    return dataset_of_split(dataset["name"], dataset.get("split")).schema

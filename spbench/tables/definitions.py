@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from spbench.errors import SpbenchError
+from spbench.metrics.spec import METRIC_SPECS
 
 DATASET_LABELS = {"ap10k": "AP-10K", "humanart": "Human-Art"}
 
@@ -27,6 +28,12 @@ class Column:
     @property
     def header(self) -> str:
         return f"{self.label}{self.direction}"
+
+    @classmethod
+    def of(cls, metric: str) -> Column:
+        """The headline column of a metric, as its spec (spbench.metrics.spec) declares it."""
+        spec = METRIC_SPECS[metric]
+        return cls(spec.path, spec.label, spec.arrow)
 
 
 @dataclass(frozen=True)
@@ -56,10 +63,10 @@ class TableDef:
         return [r for r in self.rows if r.datasets is None or dataset in r.datasets]
 
 
-POSE = Column("pose.AP", "Pose mAP", "↑")
-FID = Column("fid.fid", "FID", "↓")
-CLIP = Column("clip.score", "CLIP-Score", "↑")
-DET = Column("det.AP75", "Det AP.75", "↑")
+POSE = Column.of("pose")
+FID = Column.of("fid")
+CLIP = Column.of("clip")
+DET = Column.of("det")
 OURS = Row("Ours", "spctrl")
 
 TABLES: dict[str, TableDef] = {

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spbench.data.registry import stand_in
 from spbench.errors import SpbenchError
 from spbench.results.load import Loaded, metric_value
 from spbench.tables.definitions import DATASET_LABELS, QUOTED_NOTE, Row, TableDef, get_table, paper_records
@@ -35,9 +36,7 @@ ORACLE_NOTE = ("Diagnostic scores (the oracle pose model, which returns the cond
 
 def dataset_of(rec: Loaded) -> tuple[str, bool]:
     """(dataset whose cells the record fills, whether it is the shipped sample)."""
-    if rec.dataset == "sample":
-        return rec.split or "", True
-    return rec.dataset, False
+    return stand_in(rec.dataset, rec.split)
 
 
 def markers(rec: Loaded) -> list[str]:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from spbench.canvas import CanvasTransform
+from spbench.canvas import CanvasTransform, image_to_canvas
 from spbench.data.records import Split
 from spbench.errors import SpbenchError
 
@@ -40,8 +40,6 @@ def condition_tensor(image: Image.Image, kind: str) -> torch.Tensor:
 
 def image_tensor(image: Image.Image, transform: CanvasTransform) -> torch.Tensor:
     """The real image on the canvas, [3, H, W] in [-1, 1] (the VAE's input range)."""
-    from spbench.conditions.grid import image_to_canvas
-
     rgb = np.asarray(image_to_canvas(image, transform), dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()
 

@@ -1,14 +1,15 @@
-"""Typer-independent bodies of `spbench table`, `spbench check`, `spbench report`.
+"""What the result commands build: the paper's tables and ablation figures from the result
+records found under ``--results`` (`spbench table`, `spbench figures`), and the HTML report of run
+folders (`spbench report`). `spbench check`'s body is :func:`spbench.results.check.check_command`.
 
 Each raises :class:`~spbench.errors.SpbenchError` on a user error (the CLI prints it as one line
-and exits 2), except ``check_command``, which returns its exit status itself (0 / 1 / 2).
+and exits 2).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from spbench.results.check import check_command  # noqa: F401  (re-exported for the CLI)
 from spbench.results.load import load_records
 from spbench.tables.definitions import TABLES
 

@@ -1,0 +1,58 @@
+"""What each metric is, declared once: its scoring function, the headline key of its result, the
+label it is shown under, which way is better, and how a value is written. The metric registry
+(``METRICS``, :mod:`spbench.metrics.evaluate`), the paper tables, the report page, ``spbench
+check`` and the CLI's result table all read it from here.
+
+Imports nothing: the scoring function is a ``"module:function"`` string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HIGHER, LOWER = "higher", "lower"
+ARROWS = {HIGHER: "↑", LOWER: "↓"}
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str       # the metric's name in --metrics and in a record's ``metrics``
+    scorer: str     # "module:function" of its scoring function
+    key: str        # the headline key of its result ("AP", "fid", ...)
+    label: str      # how tables and the report name the headline
+    direction: str  # HIGHER or LOWER is better
+    fmt: str = "{:.2f}"
+    # (label, key) rows of the CLI's result table, the headline first.
+    rows: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def arrow(self) -> str:
+        return ARROWS[self.direction]
+
+    @property
+    def path(self) -> str:
+        """The headline's dotted path below a record's ``metrics`` ("pose.AP")."""
+        return f"{self.name}.{self.key}"
+
+    def format(self, value) -> str:
+        return "—" if value is None else self.fmt.format(value)
+
+
+METRIC_SPECS: dict[str, MetricSpec] = {
+    s.name: s
+    for s in (
+        MetricSpec("pose", "spbench.metrics.pose_scoring:score_pose", "AP", "Pose mAP", HIGHER,
+                   rows=(("pose AP", "AP"), ("pose AP50", "AP50"), ("pose AP75", "AP75"))),
+        MetricSpec("clip", "spbench.metrics.clip_scoring:score_clip", "score", "CLIP-Score", HIGHER,
+                   rows=(("CLIP-Score", "score"),)),
+        MetricSpec("fid", "spbench.metrics.fid_scoring:score_fid", "fid", "FID", LOWER,
+                   rows=(("FID", "fid"),)),
+        MetricSpec("det", "spbench.metrics.detection_scoring:score_detection", "AP75", "Det AP.75", HIGHER,
+                   rows=(("det AP75", "AP75"), ("det AP", "AP"), ("det AP50", "AP50"))),
+    )
+}
+
+
+def metric_spec(name: str) -> MetricSpec:
+    """The spec of ``name``, or of the metric a diagnostic score is of (``pose@oracle``)."""
+    return METRIC_SPECS[name.partition("@")[0]]
