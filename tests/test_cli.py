@@ -105,9 +105,10 @@ def test_malformed_annotation_file_names_file_and_field(tmp_path):
 
 
 def test_killed_run_resumes_to_the_same_files(tmp_path):
-    # 2 steps (FAST): 12 images still take long enough for the kill to land part-way. Only the
-    # killed run is a real process (kill -9); the reference and the resume run in-process.
-    args = ["generate", *FAST, "--limit", "4", "--batch-size", "1"]
+    # 8 steps: 12 images take a second or two, a window the 50 ms polling below cannot miss on a
+    # fast machine (at 2 steps it was ~0.6 s). Only the killed run is a real process (kill -9);
+    # the reference and the resume run in-process.
+    args = ["generate", *FAST, "--steps", "8", "--limit", "4", "--batch-size", "1"]
     reference = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "ref")])
     assert reference.exit_code == 0, reference.output
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
