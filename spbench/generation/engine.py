@@ -114,4 +114,7 @@ def generate(run: RunFolder, method: Method, requests: list[Request], settings: 
         missing = [r for r in requests if not run.is_done(r)]
         if not missing:
             run.write_manifest([manifest_row(run, method, r) for r in requests])
+    # Every process returns only once the manifest is there: `spbench run` scores next, and a
+    # process that got ahead would find no manifest (seen under `accelerate launch` on CI).
+    state.wait_for_everyone()
     return {"requests": len(requests), "skipped": len(requests) - len(pending), "generated_here": len(mine)}
