@@ -1,8 +1,13 @@
 """ControlNet on depth maps (paper Table 3, "Depth ControlNet").
 
-Depth comes from ZoeDepth (``models.depth_estimator``) run on the reference image brought to the
-canvas, flip-averaged as ZoeDepth's own inference, then turned into a 3-channel uint8 image with
-near = bright, as ControlNet depth maps are. Normalisation (``method.options.depth_normalisation``):
+Depth comes from ZoeDepth (``models.depth_estimator``) run on the reference image, flip-averaged as
+ZoeDepth's own inference, then turned into a 3-channel uint8 image with near = bright, as
+ControlNet depth maps are. Where, on ``generation.condition_render`` (README "Fidelity"):
+``official`` (the official scripts): on the *original* image at its own size
+(``custom_datasets/utils/gen_depth_map.py``), masked there (``gen_masked_depth``, below), and the
+original-size map resized to the canvas with PIL ``BILINEAR`` as the official inference resizes its
+control image (letterbox: resized to the letterboxed size, pasted at its offset); ``native``: on
+the reference image brought to the canvas, masked on the canvas. Normalisation (``method.options.depth_normalisation``):
 
 - ``percentile`` (default): ControlNet's ZoeDepth annotator, which the official SP-Ctrl script
   used (controlnet_aux ``ZoeDetector``): ``v = 1 - (d - P2) / (P85 - P2)`` with P2, P85 the 2nd
@@ -13,8 +18,9 @@ A constant depth map (no range) gives a black image.
 ``method.options.depth_mask`` (the official repository's "masked depth"): ``none`` (default, the
 paper's plain ZoeDepth), ``sam`` (depth kept inside the union of the SAM-HQ instance masks, black
 elsewhere, as the official ``gen_masked_depth``), or ``boxes`` (kept inside the ground-truth boxes:
-pixels whose centre lies in a box). Depth maps are cached on disk before masking
-(:mod:`spbench.conditions.extracted`). Or bring precomputed maps:
+pixels whose centre lies in a box), both in the extraction frame. Depth maps are cached on disk
+before masking (:mod:`spbench.conditions.extracted`; official ones at the original size, the render
+mode being part of the cache key). Or bring precomputed maps:
 ``--set method.options.conditions_dir=DIR`` with ``DIR/<sample_id>.png`` (canvas-sized, or at the
 original image size; resized bicubic); the mask option applies to them too.
 
@@ -30,7 +36,7 @@ from PIL import Image
 from spbench.errors import SpbenchError
 from spbench.run.requests import MethodContext, Request
 from spbench_baselines.controlnet import ControlNetMethod
-from spbench_baselines.controlnet_mask import SamMasks, canvas_boxes_xyxy
+from spbench_baselines.controlnet_mask import SamMasks, canvas_boxes_xyxy, extraction_settings, to_canvas
 
 NORMALISATIONS = ("percentile", "minmax")
 DEPTH_MASKS = ("none", "sam", "boxes")
@@ -56,7 +62,8 @@ def depth_to_image(depth: np.ndarray, normalisation: str = "percentile") -> Imag
 
 
 def box_mask(request: Request) -> np.ndarray:
-    """Bool [H, W]: pixels whose centre (x + 0.5, y + 0.5) lies inside a canvas GT box."""
+    """Bool [H, W]: pixels whose centre (x + 0.5, y + 0.5) lies inside a GT box, in
+    ``request.transform``'s frame (the canvas, or the original image for official maps)."""
     t = request.transform
     xs, ys = np.arange(t.width) + 0.5, np.arange(t.height) + 0.5
     mask = np.zeros((t.height, t.width), dtype=bool)
@@ -76,10 +83,12 @@ class DepthControlNetMethod(ControlNetMethod):
 
     def __init__(self, context: MethodContext):
         from spbench.conditions.extracted import ConditionCache, check_conditions_dir, method_options
+        from spbench.conditions.official import check_render_mode
         from spbench.models.extractors import fingerprint, require_model
 
         super().__init__(context)
         self.opts = method_options(context.config, self.OPTIONS)
+        self.render = check_render_mode(self.condition_render)
         for key, allowed in (("depth_normalisation", NORMALISATIONS), ("depth_mask", DEPTH_MASKS)):
             if self.opts[key] not in allowed:
                 raise SpbenchError(f"method.options.{key}={self.opts[key]!r} is not one of {', '.join(allowed)}")
@@ -91,11 +100,17 @@ class DepthControlNetMethod(ControlNetMethod):
             require_model(self.estimator, "depth estimator")
             settings = {"model": fingerprint(self.estimator), "normalisation": self.opts["depth_normalisation"],
                         "flip": True, "format": DEPTH_FORMAT}
-            self.cache = ConditionCache.for_config(context.config, "zoedepth", settings)
-        self.masks = SamMasks(context) if self.opts["depth_mask"] == "sam" else None
+            self.cache = ConditionCache.for_config(context.config, "zoedepth", extraction_settings(settings, self.render))
+        self.masks = SamMasks(context, self.render) if self.opts["depth_mask"] == "sam" else None
         self._extractor = None
 
     def condition_image(self, request: Request) -> Image.Image:
+        if self.cache is None:  # precomputed maps: brought to the canvas as they are, either mode
+            return self._masked(request)
+        return to_canvas(self._masked, request, "depth", self.render)
+
+    def _masked(self, request: Request) -> Image.Image:
+        """The (masked) depth map in ``request.transform``'s frame."""
         from spbench.conditions.extracted import read_precomputed
 
         if self.cache is None:

@@ -395,3 +395,116 @@ def test_cli_run_writes_a_result_record(tmp_path, monkeypatch, method_name):
     assert info["method"]["condition"] == {"t2i-adapter": "openpose", "controlnet-depth": "depth", "controlnet-mask": "mask"}[method_name]
     if method_name != "t2i-adapter":  # extracted maps went to $SPBENCH_CACHE
         assert len(list((tmp_path / "cache" / "conditions").glob("*/*.png"))) == 2
+
+
+# -- generation.condition_render: official extracts at the original size, then PIL bilinear ------
+def _original(sample) -> Image.Image:
+    return Image.open(SPLIT.image_path(sample)).convert("RGB")
+
+
+def _original_boxes(sample) -> list[list[float]]:
+    return [[x, y, x + w, y + h] for x, y, w, h in (inst.bbox for inst in sample.labelled_instances)]
+
+
+def _hand_depth(sample, normalisation="percentile") -> Image.Image:
+    from spbench_baselines.controlnet_depth import depth_to_image
+
+    depth = extractors.estimate_depth(extractors.load_depth_estimator("tiny://zoedepth"), _original(sample))
+    return depth_to_image(depth, normalisation)
+
+
+def _hand_mask(sample) -> np.ndarray:
+    original = _original(sample)
+    masks = extractors.segment_boxes(extractors.load_segmenter("tiny://sam-hq"), original, _original_boxes(sample))
+    return masks.any(axis=0)
+
+
+def _bilinear(array: np.ndarray, size=(64, 64)) -> np.ndarray:
+    return np.asarray(Image.fromarray(array.astype(np.uint8)).resize(size, Image.Resampling.BILINEAR))
+
+
+@pytest.mark.parametrize("depth_mask", ["none", "sam", "boxes"])
+def test_official_depth_is_extracted_at_the_original_size_then_bilinear(tmp_path, depth_mask):
+    official = _method("controlnet-depth", _config(tmp_path, f"method.options.depth_mask={depth_mask}", condition_render="official"))
+    for sample, request in zip(SPLIT.samples, _requests()):
+        depth = np.asarray(_hand_depth(sample))
+        assert depth.shape[:2] == (sample.height, sample.width)
+        if depth_mask == "sam":
+            depth = np.where(_hand_mask(sample)[:, :, None], depth, 0)
+        elif depth_mask == "boxes":  # pixel centres inside the original box
+            ys, xs = np.mgrid[:sample.height, :sample.width] + 0.5
+            keep = np.zeros((sample.height, sample.width), dtype=bool)
+            for x1, y1, x2, y2 in _original_boxes(sample):
+                keep |= (xs >= x1) & (xs <= x2) & (ys >= y1) & (ys <= y2)
+            depth = np.where(keep[:, :, None], depth, 0)
+        got = np.asarray(official.condition_image(request))
+        assert got.shape == (64, 64, 3) and np.array_equal(got, _bilinear(depth))
+
+
+def test_official_mask_is_segmented_at_the_original_size_with_original_boxes_then_bilinear(tmp_path, monkeypatch):
+    from transformers import SamHQProcessor
+
+    seen = []
+    real_call = SamHQProcessor.__call__
+
+    def spy(self, images=None, *args, input_boxes=None, **kwargs):
+        seen.append((images.size, input_boxes))
+        return real_call(self, images, *args, input_boxes=input_boxes, **kwargs)
+
+    official = _method("controlnet-mask", _config(tmp_path, condition_render="official"))
+    monkeypatch.setattr(SamHQProcessor, "__call__", spy)
+    got = [np.asarray(official.condition_image(request)) for request in _requests()]
+    monkeypatch.undo()
+    for i, sample in enumerate(SPLIT.samples):
+        size, boxes = seen[i]
+        assert size == (sample.width, sample.height)
+        np.testing.assert_allclose(np.array(boxes[0]), np.array(_original_boxes(sample)), atol=1e-9)
+        union = np.repeat(np.where(_hand_mask(sample), 255, 0)[:, :, None], 3, axis=2)
+        assert got[i].shape == (64, 64, 3) and np.array_equal(got[i], _bilinear(union))
+    assert any(((g > 0) & (g < 255)).any() for g in got)  # bilinear: grey edges, as the official inference
+
+
+@pytest.mark.parametrize("method_name", ["controlnet-depth", "controlnet-mask"])
+def test_native_extraction_is_unchanged_and_cache_entries_differ_by_render_mode(tmp_path, counted, method_name):
+    from spbench.conditions.extracted import reference_on_canvas
+    from spbench_baselines.controlnet_depth import depth_to_image
+
+    native = _method(method_name, _config(tmp_path))  # the tiny profile: native
+    official = _method(method_name, _config(tmp_path, condition_render="official"))
+    assert native.condition_render == "native" and official.condition_render == "official"
+    for sample, request in zip(SPLIT.samples, _requests()):
+        canvas = reference_on_canvas(request, "test")
+        if method_name == "controlnet-depth":  # native: extracted on the canvas-sized reference image
+            expected = np.asarray(depth_to_image(extractors.estimate_depth(extractors.load_depth_estimator("tiny://zoedepth"), canvas)))
+        else:
+            masks = extractors.segment_boxes(extractors.load_segmenter("tiny://sam-hq"), canvas,
+                                             [[x, y, x + w, y + h] for x, y, w, h in (request.transform.bbox(i.bbox) for i in sample.labelled_instances)])
+            expected = np.repeat(np.where(masks.any(axis=0), 255, 0).astype(np.uint8)[:, :, None], 3, axis=2)
+        assert np.array_equal(np.asarray(native.condition_image(request)), expected)
+        assert not np.array_equal(np.asarray(official.condition_image(request)), expected)
+    n, o = _cache_folder(native), _cache_folder(official)
+    assert n != o and n.parent == o.parent
+    # Native keeps the key it had before the render mode mattered; official entries are original-size.
+    settings = json.loads((n / "settings.json").read_text())["settings"]
+    assert "frame" not in settings and json.loads((o / "settings.json").read_text())["settings"]["frame"] == "original"
+    for sample in SPLIT.samples:
+        assert Image.open(n / f"{sample.sample_id}.png").size == (64, 64)
+        assert Image.open(o / f"{sample.sample_id}.png").size == (sample.width, sample.height)
+    # An official entry is reused for another canvas size: no extraction, same original-size map.
+    again = _method(method_name, _config(tmp_path, condition_render="official"))
+    request = _request(SPLIT.samples[0], SPLIT.image_path(SPLIT.samples[0]), size=32)
+    cached = Image.open(o / f"{ID1}.png").convert("RGB")
+    counted.clear()
+    assert np.array_equal(np.asarray(again.condition_image(request)), np.asarray(cached.resize((32, 32), Image.Resampling.BILINEAR)))
+    assert not counted
+
+
+def test_official_extraction_in_letterbox_is_pasted_at_the_image_offset(tmp_path):
+    from spbench.conditions.official import resize_official
+
+    official = _method("controlnet-mask", _config(tmp_path, "generation.canvas_mode=letterbox", condition_render="official"))
+    sample, request = SPLIT.samples[0], _requests("letterbox")[0]  # 320x240: s = 0.2, 64x48 at y offset 8
+    union = Image.fromarray(np.repeat(np.where(_hand_mask(sample), 255, 0).astype(np.uint8)[:, :, None], 3, axis=2))
+    got = np.asarray(official.condition_image(request))
+    assert got[:8].max() == 0 and got[56:].max() == 0
+    assert np.array_equal(got[8:56], np.asarray(resize_official(union, "mask", 64, 48)))
