@@ -34,6 +34,12 @@ DEFAULTS: dict = {
         "clip": None,             # CLIP ViT-L/14 for CLIP-Score
         "inception": None,        # Inception weights for FID
         "detector": None,         # Grounding-DINO for detection AP.75
+        # Per model role (base, controlnet, t2i_adapter, pose, clip, detector, depth_estimator,
+        # segmenter): the weights variant to load (e.g. fp16: a folder holding only
+        # *.fp16.safetensors is found without it) and the dtype to load in, e.g.
+        # --set models.variants.base=fp16 --set models.dtypes.clip=bfloat16
+        "variants": {},
+        "dtypes": {},
     },
     "generation": {
         "steps": 50,
@@ -71,7 +77,7 @@ DEFAULTS: dict = {
 }
 
 # Sections whose keys are free-form (any name may be set).
-FREE_FORM = {("method", "options")}
+FREE_FORM = {("method", "options"), ("models", "variants"), ("models", "dtypes")}
 
 # Top-level keys a profile YAML may have.
 PROFILE_KEYS = {"description", "tiny", "models", "pose_models", "generation", "evaluation"}

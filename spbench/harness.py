@@ -15,6 +15,7 @@ from spbench.files import atomic_write_json, atomic_write_jsonl
 from spbench.methods.registry import declared, get_method_class
 from spbench.registry import is_tiny_spec, tiny_builder
 from spbench.run.folder import RunFolder
+from spbench.models.hub import load_options
 from spbench.run.lock import run_lock
 from spbench.run.resolve import ResolvedRun, open_run, resolve_run
 from spbench.run.threads import limit_cpu_threads
@@ -54,7 +55,7 @@ def generate(prep: ResolvedRun, keep_lock: bool = False) -> dict:
     process into the same folder stops with a one-line message); ``keep_lock`` keeps it held for
     the scoring that follows in the same command."""
     state = _state()
-    with run_lock(prep.run.path, enabled=state.is_main_process, keep=keep_lock):
+    with run_lock(prep.run.path, enabled=state.is_main_process, keep=keep_lock), load_options(prep.config["models"]):
         return _generate_locked(prep, state)
 
 
@@ -221,7 +222,7 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
     run, info = resolved.run, resolved.info
     # The protocol and the model of every chosen metric, checked before any image is decoded.
     protocol = check_scoring(info["config"], metrics, pose_model, protocol, (info.get("method") or {}).get("name"))
-    with run_lock(run.path, enabled=state.is_main_process, keep=keep_lock):
+    with run_lock(run.path, enabled=state.is_main_process, keep=keep_lock), load_options(info["config"]["models"]):
         if state.is_main_process:
             # A killed evaluation (or generation) can leave its temporary file behind; under the
             # lock nobody else is writing here.

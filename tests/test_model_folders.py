@@ -59,3 +59,52 @@ def test_float16_on_a_cpu_warns_towards_bfloat16():
         assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
         assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
 
+
+
+@pytest.fixture(scope="module")
+def two_variant_sd(tmp_path_factory):
+    """A tiny SD1.5 folder holding both the plain and the fp16 variant, with different weights,
+    as a full hub download does."""
+    from diffusers import DDPMScheduler
+
+    plain, other = build_tiny_sd(seed=0), build_tiny_sd(seed=1)
+    root = tmp_path_factory.mktemp("sd15-both")
+    for name in ("unet", "vae", "text_encoder"):
+        getattr(plain, name).save_pretrained(root / name)
+        getattr(other, name).save_pretrained(root / name, variant="fp16")
+    plain.tokenizer.save_pretrained(root / "tokenizer")
+    DDPMScheduler.from_config(plain.scheduler_config).save_pretrained(root / "scheduler")
+    return root, plain, other
+
+
+def _same(a, b) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb[k].to(sa[k].dtype)) for k in sa)
+
+
+def test_variant_and_dtype_per_model_role(two_variant_sd):
+    from spbench.models.hub import load_options
+
+    root, plain, other = two_variant_sd
+    assert _same(load_sd_components(str(root)).unet, plain.unet)  # no setting: the plain files
+    with load_options({"variants": {"base": "fp16"}, "dtypes": {"base": "bfloat16"}}):
+        chosen = load_sd_components(str(root))
+    assert _same(chosen.unet, other.unet) and _same(chosen.text_encoder, other.text_encoder)
+    assert chosen.unet.dtype == torch.bfloat16 and chosen.vae.dtype == torch.bfloat16
+    with load_options({"variants": {"clip": "fp16"}}):  # another role's setting leaves base alone
+        assert _same(load_sd_components(str(root)).unet, plain.unet)
+
+
+def test_variant_and_dtype_settings_through_the_cli(two_variant_sd, tmp_path):
+    from typer.testing import CliRunner
+
+    from spbench.cli import app
+
+    root, _, _ = two_variant_sd
+    args = ["generate", "--method", "controlnet", "--dataset", "sample", "--profile", "tiny", "--steps", "1",
+            "--limit", "1", "--images-per-prompt", "1", "--out", str(tmp_path), "--set", f"models.base={root}",
+            "--set", "models.variants.base=fp16", "--set", "models.dtypes.base=bfloat16"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    bad = CliRunner().invoke(app, [*args[:-2], "--set", "models.dtypes.base=float8"])
+    assert isinstance(bad.exception, SpbenchError) and "models.dtypes.base" in str(bad.exception)

@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 
 from spbench.errors import SpbenchError
+
+# Load options per model role for the run being processed (``models.variants`` / ``models.dtypes``),
+# set by :func:`load_options` around generation, scoring and training.
+_LOAD_OPTIONS: contextvars.ContextVar[dict] = contextvars.ContextVar("spbench_load_options", default={})
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+@contextlib.contextmanager
+def load_options(models: dict):
+    """Within the block, :func:`load_pretrained` loads the model of setting ``models.ROLE`` with
+    ``variant=models["variants"][ROLE]`` and ``torch_dtype=models["dtypes"][ROLE]`` where given."""
+    options: dict = {}
+    for role, variant in (models.get("variants") or {}).items():
+        if not isinstance(variant, str) or not variant:
+            raise SpbenchError(f"models.variants.{role}={variant!r}: expected a variant name such as fp16")
+        options.setdefault(role, {})["variant"] = variant
+    for role, dtype in (models.get("dtypes") or {}).items():
+        if dtype not in DTYPES:
+            raise SpbenchError(f"models.dtypes.{role}={dtype!r}: use one of {', '.join(DTYPES)}")
+        import torch
+
+        options.setdefault(role, {})["torch_dtype"] = getattr(torch, dtype)
+    token = _LOAD_OPTIONS.set(options)
+    try:
+        yield
+    finally:
+        _LOAD_OPTIONS.reset(token)
 
 
 def load_pretrained(cls, name_or_path: str, role: str, *, setting: str | None = None, **kwargs):
@@ -18,6 +47,11 @@ def load_pretrained(cls, name_or_path: str, role: str, *, setting: str | None = 
     if local and not os.path.isdir(name_or_path):
         raise SpbenchError(f"the {role} folder {name_or_path} does not exist: check the path, or pass another "
                            f"folder with {hint}")
+    model_role = setting.split(".", 1)[1] if setting and setting.startswith("models.") else None
+    for key, value in _LOAD_OPTIONS.get().get(model_role, {}).items():
+        if key == "torch_dtype" and cls.__name__.endswith(("Tokenizer", "Processor", "Scheduler")):
+            continue  # nothing to cast
+        kwargs.setdefault(key, value)
     variant = half_precision_variant(name_or_path, kwargs.get("subfolder")) if local else None
     if variant and "variant" not in kwargs:
         kwargs["variant"] = variant

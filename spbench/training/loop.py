@@ -79,6 +79,7 @@ class Trainer:
         from diffusers import DDPMScheduler
 
         from spbench.methods.registry import get_method_class
+        from spbench.models.hub import load_options
         from spbench.models.stable_diffusion import load_sd_components, place
         from spbench.run.requests import MethodContext
         from spbench.run.resolve import resolve_run
@@ -112,7 +113,8 @@ class Trainer:
         self.method = method_cls(MethodContext(self.config, self.device, torch.float32))
         self.train_tokens, self.heatmap_loss = kcl_switches(opts, self.method)
         self.schema = get_schema(resolved.schema)
-        self.sd = load_sd_components(self.config["models"]["base"])
+        with load_options(self.config["models"]):  # models.variants / models.dtypes
+            self.sd = load_sd_components(self.config["models"]["base"])
         self.noise_scheduler = DDPMScheduler.from_config(self.sd.scheduler_config)
         self.token_ids: list[int] = []
         if self.train_tokens:
