@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from spbench.cli.console import console, err_console
 from spbench.cli.options import GENERATION, SCORING, RunDir, RunName, takes
+from spbench.registry import is_tiny_spec
 
 
 def _flags(method, dataset, data_root, ann, split, limit, images_per_prompt, batch_size, seed, steps, variant, checkpoint,
@@ -27,7 +28,7 @@ def _generate(options: dict, check=None, name=None, keep_lock=False):
     if check is not None:  # what scoring will need, checked before any image is made
         check(prep)
     main_process = harness.is_main_process()
-    tiny_models = [v for v in prep.config["models"].values() if isinstance(v, str) and v.startswith("tiny://")]
+    tiny_models = [v for v in prep.config["models"].values() if is_tiny_spec(v)]
     if (prep.config["profile"]["tiny"] or tiny_models) and main_process:
         what = "tiny profile" if prep.config["profile"]["tiny"] else "tiny model(s) " + ", ".join(tiny_models)
         err_console.print(f"[yellow]{what}: random models — the images and numbers check the machinery, they are not results[/]")

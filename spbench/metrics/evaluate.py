@@ -20,7 +20,7 @@ from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
 from spbench.metrics.spec import METRIC_SPECS
-from spbench.registry import Registry
+from spbench.registry import Registry, did_you_mean
 from spbench.run.folder import RunFolder
 
 # Image-decoding threads for scoring (decoding is host work a GPU waits for).
@@ -107,10 +107,7 @@ def resolve_protocol(override: str | None, config: dict) -> str:
     name = override or config.get("evaluation", {}).get("protocol") or "canvas"
     name = PROTOCOL_ALIASES.get(name, name)
     if name not in PROTOCOLS:
-        import difflib
-
-        close = difflib.get_close_matches(name, PROTOCOLS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = did_you_mean(name, PROTOCOLS)
         raise SpbenchError(f"unknown protocol {name!r} (--protocol or evaluation.protocol): {hint}use {' or '.join(PROTOCOLS)}")
     return name
 
