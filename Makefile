@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/spbench run --method spctrl --dataset sample --profile tiny --out spbench-runs
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 clean:
 	rm -rf spbench-runs .pytest_cache

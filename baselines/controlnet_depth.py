@@ -84,7 +84,7 @@ class DepthControlNetMethod(ControlNetMethod):
     def __init__(self, context: MethodContext):
         from spbench.conditions.extracted import ConditionCache, check_conditions_dir, method_options
         from spbench.conditions.official import check_render_mode
-        from spbench.models.extractors import fingerprint, require_model
+        from spbench.models.condition_models import fingerprint, require_model
 
         super().__init__(context)
         self.opts = method_options(context.config, self.OPTIONS)
@@ -124,11 +124,11 @@ class DepthControlNetMethod(ControlNetMethod):
 
     def _estimate(self, request: Request) -> Image.Image:
         from spbench.conditions.extracted import reference_on_canvas
-        from spbench.models import extractors
+        from spbench.models import condition_models
 
         if self._extractor is None:
-            self._extractor = extractors.load_depth_estimator(self.estimator).to(self.context.device)
-        depth = extractors.estimate_depth(self._extractor, reference_on_canvas(request, "depth"))
+            self._extractor = condition_models.load_depth_estimator(self.estimator).to(self.context.device)
+        depth = condition_models.estimate_depth(self._extractor, reference_on_canvas(request, "depth"))
         return depth_to_image(depth, self.opts["depth_normalisation"])
 
     def identity(self) -> dict:

@@ -96,7 +96,7 @@ class SamMasks:
     def __init__(self, context: MethodContext, render: str = "native"):
         from spbench.conditions.extracted import ConditionCache
         from spbench.conditions.official import check_render_mode
-        from spbench.models.extractors import fingerprint, require_model
+        from spbench.models.condition_models import fingerprint, require_model
 
         self.context = context
         self.render = check_render_mode(render)
@@ -112,12 +112,12 @@ class SamMasks:
 
     def _segment(self, request: Request) -> Image.Image:
         from spbench.conditions.extracted import reference_on_canvas
-        from spbench.models import extractors
+        from spbench.models import condition_models
 
         if self._extractor is None:
-            self._extractor = extractors.load_segmenter(self.name).to(self.context.device)
+            self._extractor = condition_models.load_segmenter(self.name).to(self.context.device)
         canvas = reference_on_canvas(request, "mask")
-        masks = extractors.segment_boxes(self._extractor, canvas, canvas_boxes_xyxy(request))
+        masks = condition_models.segment_boxes(self._extractor, canvas, canvas_boxes_xyxy(request))
         return render_union(masks, canvas.size)
 
 

@@ -324,7 +324,7 @@ def run_config(size: str, steps: int, batch_size: int = 4, **sets) -> dict:
     from spbench.config import load_profile, resolve
 
     flags = {"generation.steps": steps, "generation.batch_size": batch_size, "generation.canvas": CANVAS[size],
-             "generation.samples": SAMPLES_PER_PROMPT, "generation.guidance_scale": GUIDANCE}
+             "generation.images_per_prompt": SAMPLES_PER_PROMPT, "generation.guidance_scale": GUIDANCE}
     flags.update(sets)
     cfg = resolve(load_profile("tiny"), "ap10k", flags, [])
     cfg["profile"]["name"] = f"bench-{size}"

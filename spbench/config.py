@@ -47,7 +47,7 @@ DEFAULTS: dict = {
         "conditioning_scale": 1.0,
         "scheduler": "unipc",
         "negative_prompt": "",
-        "samples": 3,
+        "images_per_prompt": 3,  # k: images per prompt, each from its own seed (paper: 3)
         "seed": 0,
         "batch_size": 4,
         "canvas": 512,
@@ -71,16 +71,41 @@ DEFAULTS: dict = {
         "fid_batch_size": 32,
         "det_box_threshold": 0.0,     # no score cut: COCOeval ranks the detections
         "det_batch_size": 8,
+        # Bootstrap interval over prompts of every headline (spbench.metrics.bootstrap); 0 resamples: none.
+        "bootstrap_resamples": 1000,
+        "bootstrap_seed": 0,
+        "bootstrap_confidence": 0.95,
     },
     # Caches (FID reference statistics, extracted conditions); None: $SPBENCH_CACHE or ~/.cache/spbench.
     "paths": {"cache": None},
 }
+
+# Settings under their old names: old dotted key -> new (still accepted in profiles and --set).
+RENAMED = {"generation.samples": "generation.images_per_prompt"}
 
 # Sections whose keys are free-form (any name may be set).
 FREE_FORM = {("method", "options"), ("models", "variants"), ("models", "dtypes")}
 
 # Top-level keys a profile YAML may have.
 PROFILE_KEYS = {"description", "tiny", "models", "pose_models", "generation", "evaluation"}
+
+
+def images_per_prompt(config: dict) -> int:
+    """Images generated per prompt (k): ``generation.images_per_prompt``; records and configs
+    written before the rename hold it as ``generation.samples``."""
+    gen = config.get("generation", {})
+    return gen["images_per_prompt"] if "images_per_prompt" in gen else gen["samples"]
+
+
+def upgrade_config(config: dict) -> dict:
+    """A config read back from a run.json written by an older spbench, with settings under their
+    current names (in place; returned for convenience)."""
+    for old, new in RENAMED.items():
+        (section, old_key), new_key = old.split("."), new.split(".")[1]
+        node = config.get(section)
+        if isinstance(node, dict) and old_key in node and new_key not in node:
+            node[new_key] = node.pop(old_key)
+    return config
 
 
 def profile_names() -> list[str]:
@@ -180,6 +205,7 @@ def apply_set(cfg: dict, item: str) -> None:
 
 def set_key(cfg: dict, dotted: str, value, source: str | None = None) -> None:
     source = source or dotted
+    dotted = RENAMED.get(dotted, dotted)
     node = cfg
     parts = dotted.split(".")
     for i, part in enumerate(parts):
@@ -226,6 +252,9 @@ def _merge(cfg: dict, update: dict, source: str, prefix: str = "") -> None:
 
 
 def set_key_flat(node: dict, key: str, value, source: str, prefix: str = "") -> None:
+    renamed = RENAMED.get(prefix + key)
+    if renamed is not None:
+        key = renamed.rpartition(".")[2]
     if key not in node:
         close = difflib.get_close_matches(key, list(node), n=1)
         hint = f" — did you mean {close[0]!r}?" if close else ""
@@ -248,7 +277,7 @@ VALUE_RULES: dict = {
                           "a positive multiple of 8 (the VAE works on 8x8-pixel blocks), e.g. 512"),
     "generation.batch_size": (_is_count, "an integer >= 1"),
     "generation.steps": (_is_count, "an integer >= 1 (protocol: 50)"),
-    "generation.samples": (_is_count, "an integer >= 1 (protocol: 3)"),
+    "generation.images_per_prompt": (_is_count, "an integer >= 1 (protocol: 3)"),
     "generation.guidance_scale": (_is_finite, "a finite number (protocol: 7.5)"),
     "generation.conditioning_scale": (_is_finite, "a finite number (protocol: 1.0)"),
     "generation.canvas_mode": (lambda v: v in ("stretch", "letterbox"), "stretch or letterbox"),
@@ -259,6 +288,10 @@ VALUE_RULES: dict = {
     "evaluation.fid_batch_size": (_is_count, "an integer >= 1"),
     "evaluation.det_batch_size": (_is_count, "an integer >= 1"),
     "evaluation.det_box_threshold": (_is_finite, "a finite number"),
+    "evaluation.bootstrap_resamples": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                                       "an integer >= 0 (0: no bootstrap interval)"),
+    "evaluation.bootstrap_seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
+    "evaluation.bootstrap_confidence": (lambda v: _is_finite(v) and 0 < v < 1, "a number strictly between 0 and 1, e.g. 0.95"),
 }
 
 

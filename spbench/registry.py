@@ -168,8 +168,8 @@ class Registry(Mapping[str, T], Generic[T]):
 
 # -- tiny models -------------------------------------------------------------------------------
 # ``tiny://NAME`` model settings: random models of the real architectures, built in-process for
-# tests. One registry of builders that every loader asks (models, metrics, extractors); the
-# builders keep their own arguments (a pose model's keypoint count, an extractor's resize).
+# tests. One registry of builders that every loader asks (models, metrics, condition models); the
+# builders keep their own arguments (a pose model's keypoint count, the Inception network's resize).
 TINY_PREFIX = "tiny://"
 
 TINY_MODELS: Registry[Callable[..., Any]] = Registry(
@@ -177,8 +177,8 @@ TINY_MODELS: Registry[Callable[..., Any]] = Registry(
 )
 for _name, _builder in {
     "sd15": "spbench.models.stable_diffusion:build_tiny_sd",
-    "zoedepth": "spbench.models.extractors:build_tiny_zoedepth",
-    "sam-hq": "spbench.models.extractors:build_tiny_sam_hq",
+    "zoedepth": "spbench.models.condition_models:build_tiny_zoedepth",
+    "sam-hq": "spbench.models.condition_models:build_tiny_sam_hq",
     "vitpose": "spbench.metrics.pose_models:build_tiny_vitpose",
     "clip": "spbench.metrics.clip_model:build_tiny_clip",
     "grounding-dino": "spbench.metrics.detection_models:build_tiny_grounding_dino",

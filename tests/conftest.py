@@ -6,6 +6,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 # Tiny models are all per-op overhead: extra threads only contend (measured: 181 s -> 45 s for
 # the SP-Ctrl tests on 2 busy cores). Subprocesses inherit the setting.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Output is checked as a pipe sees it; pytest-xdist workers run with COLUMNS=80, which would wrap it.
+for name in ("COLUMNS", "LINES"):
+    os.environ.pop(name, None)
 
 import torch  # noqa: E402
 

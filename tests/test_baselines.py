@@ -1,4 +1,4 @@
-"""The T2I-Adapter, depth- and mask-ControlNet baselines, their extractors and the condition cache,
+"""The T2I-Adapter, depth- and mask-ControlNet baselines, their condition models (depth, masks) and the condition cache,
 with tiny models on the shipped sample."""
 
 import json
@@ -21,7 +21,7 @@ from spbench.data.registry import load_split
 from spbench.errors import SpbenchError
 from spbench.generation import engine
 from spbench.methods import get_method_class
-from spbench.models import extractors
+from spbench.models import condition_models
 from spbench.run.folder import RunFolder
 from spbench.run.requests import GenerationSettings, MethodContext, Request
 
@@ -86,17 +86,17 @@ def shared_tiny_sd(monkeypatch):
 
 @pytest.fixture
 def counted(monkeypatch):
-    """Counts calls of the extractors' loaders and inference functions."""
+    """Counts calls of the condition models' loaders and inference functions."""
     calls = {}
 
     def wrap(name):
-        real = getattr(extractors, name)
+        real = getattr(condition_models, name)
 
         def counting(*args, **kwargs):
             calls[name] = calls.get(name, 0) + 1
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(extractors, name, counting)
+        monkeypatch.setattr(condition_models, name, counting)
 
     for name in ("load_depth_estimator", "estimate_depth", "load_segmenter", "segment_boxes"):
         wrap(name)
@@ -189,32 +189,32 @@ def test_cache_folder_comes_from_config_then_environment(tmp_path, monkeypatch):
     assert cache_root({"paths": {"cache": None}}).parts[-2:] == (".cache", "spbench")
 
 
-# -- extractors ----------------------------------------------------------------------------------
-def test_tiny_extractors_round_trip_through_a_folder(tmp_path):
+# -- condition models ----------------------------------------------------------------------------------
+def test_tiny_condition_models_round_trip_through_a_folder(tmp_path):
     canvas = Image.open(SPLIT.image_path(SPLIT.samples[0])).convert("RGB").resize((64, 64))
     other = Image.open(SPLIT.image_path(SPLIT.samples[1])).convert("RGB").resize((64, 64))
 
-    depth = extractors.build_tiny_zoedepth()
-    extractors.save_extractor(depth, tmp_path / "zoe")
-    loaded = extractors.load_depth_estimator(str(tmp_path / "zoe"))
+    depth = condition_models.build_tiny_zoedepth()
+    condition_models.save_condition_model(depth, tmp_path / "zoe")
+    loaded = condition_models.load_depth_estimator(str(tmp_path / "zoe"))
     assert type(loaded.model).__name__ == "ZoeDepthForDepthEstimation" and loaded.source == str(tmp_path / "zoe")
-    a, b = extractors.estimate_depth(depth, canvas), extractors.estimate_depth(loaded, canvas)
+    a, b = condition_models.estimate_depth(depth, canvas), condition_models.estimate_depth(loaded, canvas)
     assert a.shape == (64, 64) and np.array_equal(a, b)
-    assert np.abs(a - extractors.estimate_depth(depth, other)).max() > 1e-3  # the image reaches the depth
+    assert np.abs(a - condition_models.estimate_depth(depth, other)).max() > 1e-3  # the image reaches the depth
 
-    sam = extractors.build_tiny_sam_hq()
-    extractors.save_extractor(sam, tmp_path / "sam")
-    loaded = extractors.load_segmenter(str(tmp_path / "sam"))
+    sam = condition_models.build_tiny_sam_hq()
+    condition_models.save_condition_model(sam, tmp_path / "sam")
+    loaded = condition_models.load_segmenter(str(tmp_path / "sam"))
     assert type(loaded.model).__name__ == "SamHQModel"
     boxes = [[10.0, 10.0, 40.0, 50.0], [0.0, 0.0, 20.0, 20.0]]
-    m1, m2 = extractors.segment_boxes(sam, canvas, boxes), extractors.segment_boxes(loaded, canvas, boxes)
+    m1, m2 = condition_models.segment_boxes(sam, canvas, boxes), condition_models.segment_boxes(loaded, canvas, boxes)
     assert m1.shape == (2, 64, 64) and m1.dtype == bool and np.array_equal(m1, m2)
 
 
 @pytest.mark.parametrize("call, words", [
-    (lambda: extractors.load_depth_estimator("tiny://zoe"), ["tiny://zoe", "models.depth_estimator", "tiny://zoedepth"]),
-    (lambda: extractors.load_segmenter(None), ["models.segmenter", "conditions_dir"]),
-    (lambda: extractors.load_segmenter("nobody/no-such-sam"), ["nobody/no-such-sam", "--set models.segmenter="]),
+    (lambda: condition_models.load_depth_estimator("tiny://zoe"), ["tiny://zoe", "models.depth_estimator", "tiny://zoedepth"]),
+    (lambda: condition_models.load_segmenter(None), ["models.segmenter", "conditions_dir"]),
+    (lambda: condition_models.load_segmenter("nobody/no-such-sam"), ["nobody/no-such-sam", "--set models.segmenter="]),
 ])
 def test_extractor_errors_are_one_line_and_name_the_setting(call, words):
     with pytest.raises(SpbenchError) as e:
@@ -254,7 +254,7 @@ def _cache_folder(method):
 
 def _tiny_sam_folder(tmp_path):
     folder = tmp_path / "sam-folder"
-    extractors.save_extractor(extractors.build_tiny_sam_hq(seed=1), folder)
+    condition_models.save_condition_model(condition_models.build_tiny_sam_hq(seed=1), folder)
     return folder
 
 
@@ -286,7 +286,7 @@ def test_precomputed_condition_folder(tmp_path, counted, method_name, resample):
 
 def test_depth_from_a_folder_extractor_and_masked_depth(tmp_path):
     """models.depth_estimator as a folder; depth_mask=boxes keeps depth only inside the GT box."""
-    extractors.save_extractor(extractors.build_tiny_zoedepth(), tmp_path / "zoe")
+    condition_models.save_condition_model(condition_models.build_tiny_zoedepth(), tmp_path / "zoe")
     folder = f"models.depth_estimator={tmp_path / 'zoe'}"
     request = _requests()[0]
     depth = np.asarray(_method("controlnet-depth", _config(tmp_path, folder)).condition_image(request))
@@ -409,13 +409,13 @@ def _original_boxes(sample) -> list[list[float]]:
 def _hand_depth(sample, normalisation="percentile") -> Image.Image:
     from spbench_baselines.controlnet_depth import depth_to_image
 
-    depth = extractors.estimate_depth(extractors.load_depth_estimator("tiny://zoedepth"), _original(sample))
+    depth = condition_models.estimate_depth(condition_models.load_depth_estimator("tiny://zoedepth"), _original(sample))
     return depth_to_image(depth, normalisation)
 
 
 def _hand_mask(sample) -> np.ndarray:
     original = _original(sample)
-    masks = extractors.segment_boxes(extractors.load_segmenter("tiny://sam-hq"), original, _original_boxes(sample))
+    masks = condition_models.segment_boxes(condition_models.load_segmenter("tiny://sam-hq"), original, _original_boxes(sample))
     return masks.any(axis=0)
 
 
@@ -475,9 +475,9 @@ def test_native_extraction_is_unchanged_and_cache_entries_differ_by_render_mode(
     for sample, request in zip(SPLIT.samples, _requests()):
         canvas = reference_on_canvas(request, "test")
         if method_name == "controlnet-depth":  # native: extracted on the canvas-sized reference image
-            expected = np.asarray(depth_to_image(extractors.estimate_depth(extractors.load_depth_estimator("tiny://zoedepth"), canvas)))
+            expected = np.asarray(depth_to_image(condition_models.estimate_depth(condition_models.load_depth_estimator("tiny://zoedepth"), canvas)))
         else:
-            masks = extractors.segment_boxes(extractors.load_segmenter("tiny://sam-hq"), canvas,
+            masks = condition_models.segment_boxes(condition_models.load_segmenter("tiny://sam-hq"), canvas,
                                              [[x, y, x + w, y + h] for x, y, w, h in (request.transform.bbox(i.bbox) for i in sample.labelled_instances)])
             expected = np.repeat(np.where(masks.any(axis=0), 255, 0).astype(np.uint8)[:, :, None], 3, axis=2)
         assert np.array_equal(np.asarray(native.condition_image(request)), expected)

@@ -180,7 +180,7 @@ def test_real_image_row_scores_the_dataset_images_on_the_canvas(tmp_path):
         assert np.array_equal(np.asarray(got), np.asarray(expected))
     assert not list((run / "images").glob("*_k1.png"))  # one image per prompt
     record = json.loads((run / "result.json").read_text())
-    assert record["metrics"]["pose@oracle"]["AP"] == 100.0 and record["config"]["generation"]["samples"] == 1
+    assert record["metrics"]["pose@oracle"]["AP"] == 100.0 and record["config"]["generation"]["images_per_prompt"] == 1
     assert "fid" not in record["metrics"] and "not applicable" in record["evaluation"]["fid"]["skipped"]
 
 
@@ -196,8 +196,8 @@ def test_official_protocol_scores_only_the_first_image_per_prompt(tiny_run):
 
 
 @pytest.mark.parametrize("flag", ["--images-per-prompt", "--samples"])
-def test_images_per_prompt_and_its_old_name_set_generation_samples(flag, monkeypatch):
-    """`--images-per-prompt N` sets generation.samples; `--samples` is kept as its alias."""
+def test_images_per_prompt_and_its_old_name_set_generation_images_per_prompt(flag, monkeypatch):
+    """`--images-per-prompt N` sets generation.images_per_prompt; `--samples` is kept as its alias."""
     from spbench import harness
 
     seen = {}
@@ -208,6 +208,6 @@ def test_images_per_prompt_and_its_old_name_set_generation_samples(flag, monkeyp
 
     monkeypatch.setattr(harness, "prepare", prepare)
     CliRunner().invoke(app, ["generate", flag, "2"])
-    assert seen["generation.samples"] == 2
+    assert seen["generation.images_per_prompt"] == 2
     help_text = CliRunner().invoke(app, ["generate", "--help"], env={"COLUMNS": "300"}).output
     assert "--images-per-prompt" in help_text and "--samples" in help_text

@@ -51,3 +51,23 @@ def test_profile_errors(tmp_path):
     good.write_text("tiny: true\nmodels: {base: tiny://sd15}\npose_models: {ap10k: {id: oracle}}\n")
     cfg = resolve(load_profile(str(good)), "ap10k", {}, [])
     assert cfg["profile"]["name"] == "mine2" and cfg["models"]["pose"] == "oracle"
+
+
+def test_generation_samples_is_the_old_name_of_images_per_prompt(tmp_path):
+    """Renamed to say what it holds; the old key still works in --set, flags and profiles, and a
+    run.json written under it reads back under the new name."""
+    import json
+
+    from spbench.run.folder import RunFolder
+
+    assert resolve(load_profile("tiny"), "ap10k", {}, ["generation.samples=2"])["generation"]["images_per_prompt"] == 2
+    assert resolve(load_profile("tiny"), "ap10k", {"generation.samples": 5}, [])["generation"]["images_per_prompt"] == 5
+    profile = tmp_path / "old.yaml"
+    profile.write_text("generation:\n  samples: 4\n")
+    cfg = resolve(load_profile(str(profile)), "ap10k", {}, [])
+    assert cfg["generation"]["images_per_prompt"] == 4 and "samples" not in cfg["generation"]
+    with pytest.raises(SpbenchError, match="images_per_prompt must be an integer >= 1"):
+        resolve(load_profile("tiny"), "ap10k", {}, ["generation.samples=0"])
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "run.json").write_text(json.dumps({"config": {"generation": {"samples": 3, "steps": 50}}}))
+    assert RunFolder(tmp_path / "run").read_run()["config"]["generation"] == {"images_per_prompt": 3, "steps": 50}

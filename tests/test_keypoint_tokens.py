@@ -183,7 +183,7 @@ def test_kcl_variant_generates_with_the_learned_rows(tmp_path):
     learned = {t: torch.full((32,), float(i)) for i, t in enumerate(AP10K.tokens)}
     torch.save(learned, folder / "learned_embeds.bin")
     cfg = _config("controlnet", "ap10k", "kcl")
-    cfg["method"]["checkpoint"], cfg["generation"]["samples"] = str(folder), 1
+    cfg["method"]["checkpoint"], cfg["generation"]["images_per_prompt"] = str(folder), 1
     method = get_method_class("controlnet")(MethodContext(cfg))
     split = load_split("sample").limit(2)
     run = RunFolder(tmp_path / "run")

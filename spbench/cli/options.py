@@ -21,7 +21,7 @@ SplitOpt = Annotated[Optional[str], typer.Option("--split", help="Dataset split,
 Limit = Annotated[Optional[int], typer.Option(help="Use only the first N samples of the split.", min=1)]
 ImagesPerPrompt = Annotated[Optional[int], typer.Option(
     "--images-per-prompt", "--samples",
-    help="Images per prompt (protocol: 3; `generation.samples`). `--samples` is the old name of this option.", min=1)]
+    help="Images per prompt (protocol: 3; `generation.images_per_prompt`). `--samples` is the old name of this option.", min=1)]
 BatchSize = Annotated[Optional[int], typer.Option(help="Images per model call; does not change the images.", min=1)]
 Seed = Annotated[Optional[int], typer.Option(help="Base seed; each image's seed derives from (seed, sample id, k).")]
 Steps = Annotated[Optional[int], typer.Option(help="Sampler steps (protocol: UniPC, 50).", min=1)]

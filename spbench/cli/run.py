@@ -16,7 +16,7 @@ def _flags(method, dataset, data_root, ann, split, limit, images_per_prompt, bat
         "method.name": method, "method.variant": variant, "method.checkpoint": model_folder(checkpoint),
         "dataset.name": dataset, "dataset.split": split, "dataset.data_root": data_root,
         "dataset.ann": ann, "dataset.limit": limit,
-        "generation.samples": images_per_prompt, "generation.batch_size": batch_size,
+        "generation.images_per_prompt": images_per_prompt, "generation.batch_size": batch_size,
         "generation.seed": seed, "generation.steps": steps,
     }
 

@@ -3,10 +3,10 @@ folders of precomputed maps.
 
 Cache layout (``paths.cache``; unset: ``$SPBENCH_CACHE`` or ``~/.cache/spbench``)::
 
-    <cache>/conditions/<extractor>-<settings digest>/settings.json    what the digest stands for
-    <cache>/conditions/<extractor>-<settings digest>/<sample_id>.png
+    <cache>/conditions/<model>-<settings digest>/settings.json    what the digest stands for
+    <cache>/conditions/<model>-<settings digest>/<sample_id>.png
 
-The folder key covers the extractor and every setting that changes its output. Each PNG also
+The folder key covers the condition model (zoedepth, sam-hq) and every setting that changes its output. Each PNG also
 carries, in a text chunk, the digest of its sample id, canvas transform and the sha256 of the
 reference image file's bytes; an entry whose digest differs is recomputed and overwritten, never
 reused. Files are written atomically, so a killed run leaves no half-written entry.
@@ -54,24 +54,26 @@ def _digest(obj) -> str:
 
 
 class ConditionCache:
-    """Cached condition images of one extractor under one set of settings."""
+    """Cached condition images of one condition model (``"zoedepth"``, ``"sam-hq"``) under one set
+    of settings."""
 
-    def __init__(self, root: str | os.PathLike, extractor: str, settings: dict):
-        self.extractor = extractor
+    def __init__(self, root: str | os.PathLike, model: str, settings: dict):
+        self.model = model
         self.settings = dict(settings)
-        self.key = f"{extractor}-{_digest({'extractor': extractor, **self.settings})}"
+        # The digest's and settings.json's field keeps its first name, so existing caches stay valid.
+        self.key = f"{model}-{_digest({'extractor': model, **self.settings})}"
         self.folder = Path(root) / "conditions" / self.key
 
     @classmethod
-    def for_config(cls, config: dict, extractor: str, settings: dict) -> "ConditionCache":
-        return cls(cache_root(config), extractor, settings)
+    def for_config(cls, config: dict, model: str, settings: dict) -> "ConditionCache":
+        return cls(cache_root(config), model, settings)
 
     def path(self, request: Request) -> Path:
         return self.folder / f"{request.sample.sample_id}.png"
 
     def entry_key(self, request: Request) -> str:
         """Digest of what makes this sample's entry: sample id, canvas transform, image bytes."""
-        image = _reference_image_path(request, self.extractor)
+        image = _reference_image_path(request, self.model)
         return _digest({"sample_id": request.sample.sample_id, "transform": request.transform.to_dict(),
                         "image_sha256": file_sha256(image)})
 
@@ -96,7 +98,7 @@ class ConditionCache:
         image.save(buf, format="PNG", pnginfo=info)
         settings_file = self.folder / "settings.json"
         if not settings_file.is_file():
-            atomic_write_json(settings_file, {"extractor": self.extractor, "settings": self.settings})
+            atomic_write_json(settings_file, {"extractor": self.model, "settings": self.settings})
         atomic_write_bytes(self.path(request), buf.getvalue())
 
     def get_or_make(self, request: Request, make: Callable[[], Image.Image]) -> Image.Image:
@@ -110,7 +112,7 @@ class ConditionCache:
 
 
 def reference_on_canvas(request: Request, what: str) -> Image.Image:
-    """The sample's reference image brought to the canvas (bicubic), as extractors see it."""
+    """The sample's reference image brought to the canvas (bicubic), as the condition models see it."""
     path = _reference_image_path(request, what)
     try:
         with Image.open(path) as image:

@@ -24,7 +24,7 @@ def plan_requests(split: Split, gen: dict) -> list[Request]:
     requests = []
     for sample in split.samples:
         transform = CanvasTransform.fit(sample.width, sample.height, gen["canvas"], gen["canvas_mode"])
-        for k in range(gen["samples"]):
+        for k in range(gen["images_per_prompt"]):
             seed = request_seed(gen["seed"], sample.sample_id, k)
             requests.append(Request(sample, k, seed, transform, split.image_path(sample)))
     return requests

@@ -32,8 +32,8 @@ class Method(ABC):
     description: ClassVar[str] = ""
     # Named variants (e.g. ablation rows): variant name -> description.
     variants: ClassVar[dict[str, str]] = {}
-    # Images per prompt when the method fixes it (e.g. 1 for real images); None: --samples.
-    fixed_samples: ClassVar[int | None] = None
+    # Images per prompt when the method fixes it (e.g. 1 for real images); None: --images-per-prompt.
+    fixed_images_per_prompt: ClassVar[int | None] = None
     latent_channels: ClassVar[int] = 4
     vae_scale_factor: ClassVar[int] = 8
 
@@ -53,6 +53,8 @@ class Method(ABC):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        if "fixed_samples" in cls.__dict__:  # its name before it said what it holds
+            cls.fixed_images_per_prompt = cls.fixed_samples
         if "condition_image" in cls.__dict__ and "reads_reference_images" not in cls.__dict__:
             cls.reads_reference_images = True
 

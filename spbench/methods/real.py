@@ -20,7 +20,7 @@ class RealImageMethod(Method):
     condition = "reference image"
     description = "the dataset's real images on the canvas (Real Image row; upper bound)"
     # One image per prompt: the k samples of a real image would all be the same picture.
-    fixed_samples = 1
+    fixed_images_per_prompt = 1
     # No Stable Diffusion: a profile without models.base can run this row.
     uses_base_model = False
     # Its "condition" and its image are the dataset's image file itself.

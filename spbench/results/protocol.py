@@ -13,7 +13,7 @@ from spbench.registry import is_tiny_spec
 # 512²): spbench's defaults are the paper's, so they are read from there, not written twice.
 PAPER_GENERATION = {
     key: DEFAULTS["generation"][key]
-    for key in ("steps", "guidance_scale", "conditioning_scale", "scheduler", "negative_prompt", "samples", "canvas")
+    for key in ("steps", "guidance_scale", "conditioning_scale", "scheduler", "negative_prompt", "images_per_prompt", "canvas")
 }
 # Methods that generate nothing: only the canvas applies (the Real Image row is 1 image per prompt).
 NO_GENERATION = {"real": ("canvas",)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from spbench.config import images_per_prompt
 from spbench.results.provenance import provenance
 from spbench.run.folder import image_settings
 from spbench.run.seeds import SEED_SCHEME
@@ -37,7 +38,7 @@ def build_record(run_info: dict, metrics: dict, evaluation: dict, weights: dict 
         "departures": departures(config, (run_info.get("method") or {}).get("name"), sorted(scored)),
         "metrics": metrics,
         "evaluation": evaluation,
-        "seeds": {"base": config["generation"]["seed"], "samples_per_prompt": config["generation"]["samples"], "scheme": SEED_SCHEME},
+        "seeds": {"base": config["generation"]["seed"], "images_per_prompt": images_per_prompt(config), "scheme": SEED_SCHEME},
         "models": run_info.get("models", {}),
         "weights": weights,
         "config": config,
@@ -65,6 +66,6 @@ def same_images(old: dict, run_info: dict) -> bool:
         return (old["dataset"].get("hash") == run_info["dataset"].get("hash")
                 and old["method"] == run_info["method"]
                 and image_settings(old["config"]) == image_settings(run_info["config"])
-                and old["config"]["generation"].get("samples") == run_info["config"]["generation"].get("samples"))
+                and images_per_prompt(old["config"]) == images_per_prompt(run_info["config"]))
     except (KeyError, TypeError, AttributeError):
         return False

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from spbench.config import upgrade_config
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_json, atomic_write_jsonl, read_jsonl_rows
@@ -77,6 +78,13 @@ class RunFolder:
                     f"{self.path} holds a run made with other settings ({diff}); "
                     "pass another --out, or delete that folder to start over"
                 )
+            # The condition kind a method resolved (e.g. from its checkpoint) is not a config value.
+            kind_then, kind_now = ((i.get("method") or {}).get("condition") for i in (old, run_info))
+            if kind_then and kind_now and kind_then != kind_now:
+                raise SpbenchError(
+                    f"{self.path} holds a run conditioned on {kind_then!r}, this one on {kind_now!r}; "
+                    "pass another --out, or set method.options.condition to match"
+                )
             changed = self._changed_data(old, run_info, samples)
             if changed:
                 raise SpbenchError(
@@ -130,9 +138,12 @@ class RunFolder:
         if not self.run_json.is_file():
             raise SpbenchError(f"{self.path} is not a run folder (no run.json): pass a folder written by `spbench generate` or `spbench run`")
         try:
-            return json.loads(self.run_json.read_text())
+            info = json.loads(self.run_json.read_text())
         except json.JSONDecodeError as e:
             raise SpbenchError(f"{self.run_json}: not valid JSON ({e})") from None
+        if isinstance(info, dict) and isinstance(info.get("config"), dict):
+            upgrade_config(info["config"])
+        return info
 
     def read_samples(self) -> dict[str, Sample]:
         fix = "rerun the same `spbench generate` command to rewrite it (finished images are kept)"

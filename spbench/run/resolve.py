@@ -53,8 +53,8 @@ def resolve_run(flags: dict, profile: str, sets: list[str], find_method: Callabl
     if variant is not None and variant not in method_cls.variants:
         known = ", ".join(method_cls.variants) or "none"
         raise SpbenchError(f"method {method_cls.name!r} has no variant {variant!r} (variants: {known})")
-    if method_cls.fixed_samples is not None:
-        config["generation"]["samples"] = method_cls.fixed_samples
+    if method_cls.fixed_images_per_prompt is not None:
+        config["generation"]["images_per_prompt"] = method_cls.fixed_images_per_prompt
     if method_cls.uses_base_model and not config["models"]["base"]:
         raise SpbenchError(
             f"profile {config['profile']['name']}: models.base is not set (the Stable Diffusion 1.5 that "

@@ -1,8 +1,8 @@
-"""Condition extractors: ZoeDepth (depth maps) and SAM-HQ (instance masks) through transformers.
+"""Condition models: ZoeDepth (depth maps) and SAM-HQ (instance masks) through transformers.
 
 Each loads from a hub id or a local folder (``load_pretrained``), or ``tiny://zoedepth`` /
 ``tiny://sam-hq``: the same architectures with random weights, built offline in well under a
-second. A tiny extractor saves with :func:`save_extractor` and loads back from that folder like a
+second. A tiny one saves with :func:`save_condition_model` and loads back from that folder like a
 real one. Inference helpers take a canvas image and return arrays at that image's size.
 """
 
@@ -27,12 +27,12 @@ TINY_SAM_HQ = "tiny://sam-hq"
 
 
 @dataclass
-class Extractor:
+class ConditionModel:
     model: Any
     processor: Any
     source: str  # the id / folder / tiny:// name it came from
 
-    def to(self, device) -> "Extractor":
+    def to(self, device) -> "ConditionModel":
         # Float32 always: extraction runs once per sample (then comes from the cache), and
         # ZoeDepth's bin attractors and SAM's mask logits are not safe in float16.
         torch.nn.Module.to(self.model, device=device, dtype=torch.float32)
@@ -44,7 +44,7 @@ class Extractor:
 
 
 # -- loading ----------------------------------------------------------------------------------
-def load_depth_estimator(name: str | None) -> Extractor:
+def load_depth_estimator(name: str | None) -> ConditionModel:
     """ZoeDepth from ``models.depth_estimator`` (e.g. ``Intel/zoedepth-nyu-kitti``) or tiny://zoedepth."""
     from transformers import ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
 
@@ -54,10 +54,10 @@ def load_depth_estimator(name: str | None) -> Extractor:
     kw = dict(role="depth estimator (ZoeDepth)", setting="models.depth_estimator")
     model = load_pretrained(ZoeDepthForDepthEstimation, name, **kw)
     processor = load_pretrained(ZoeDepthImageProcessor, name, **kw)
-    return Extractor(model.requires_grad_(False).eval(), processor, name)
+    return ConditionModel(model.requires_grad_(False).eval(), processor, name)
 
 
-def load_segmenter(name: str | None) -> Extractor:
+def load_segmenter(name: str | None) -> ConditionModel:
     """SAM-HQ from ``models.segmenter`` (e.g. ``syscv-community/sam-hq-vit-huge``) or tiny://sam-hq."""
     from transformers import SamHQModel, SamHQProcessor
 
@@ -67,17 +67,17 @@ def load_segmenter(name: str | None) -> Extractor:
     kw = dict(role="segmenter (SAM-HQ)", setting="models.segmenter")
     model = load_pretrained(SamHQModel, name, **kw)
     processor = load_pretrained(SamHQProcessor, name, **kw)
-    return Extractor(model.requires_grad_(False).eval(), processor, name)
+    return ConditionModel(model.requires_grad_(False).eval(), processor, name)
 
 
-def save_extractor(extractor: Extractor, folder: str | os.PathLike) -> None:
+def save_condition_model(model: ConditionModel, folder: str | os.PathLike) -> None:
     """Model and processor into one folder that the loaders above read back."""
-    extractor.model.save_pretrained(folder)
-    extractor.processor.save_pretrained(folder)
+    model.model.save_pretrained(folder)
+    model.processor.save_pretrained(folder)
 
 
 def fingerprint(name: str) -> str:
-    """What identifies an extractor's weights in a cache key: the id, or for a local folder its
+    """What identifies a condition model's weights in a cache key: the id, or for a local folder its
     path plus each file's name, size and modification time (cheap, and changes when the weights
     are replaced)."""
     if not os.path.isdir(name):
@@ -110,7 +110,7 @@ def require_model(name: str | None, role: str) -> None:
 
 
 # -- tiny builders ----------------------------------------------------------------------------
-def build_tiny_zoedepth(seed: int = 0) -> Extractor:
+def build_tiny_zoedepth(seed: int = 0) -> ConditionModel:
     """ZoeDepth as Intel/zoedepth-nyu-kitti is built (BEiT backbone, two metric heads "nyu" and
     "kitti" picked by the patch-transformer classifier), a few thousand times smaller; 32×32 input."""
     from transformers import BeitConfig, ZoeDepthConfig, ZoeDepthForDepthEstimation, ZoeDepthImageProcessor
@@ -139,10 +139,10 @@ def build_tiny_zoedepth(seed: int = 0) -> Extractor:
         torch.manual_seed(seed)
         model = ZoeDepthForDepthEstimation(config)
     processor = ZoeDepthImageProcessor(size={"height": 32, "width": 32}, keep_aspect_ratio=True, ensure_multiple_of=8)
-    return Extractor(model.requires_grad_(False).eval(), processor, TINY_ZOEDEPTH)
+    return ConditionModel(model.requires_grad_(False).eval(), processor, TINY_ZOEDEPTH)
 
 
-def build_tiny_sam_hq(seed: int = 0) -> Extractor:
+def build_tiny_sam_hq(seed: int = 0) -> ConditionModel:
     """SAM-HQ as syscv-community/sam-hq-vit-huge is built (windowed ViT with global layers feeding
     the HQ decoder), tiny; 32×32 input, 8×8 image embeddings."""
     from transformers import (
@@ -166,12 +166,12 @@ def build_tiny_sam_hq(seed: int = 0) -> Extractor:
         size={"longest_edge": 32}, pad_size={"height": 32, "width": 32},
         mask_size={"longest_edge": 8}, mask_pad_size={"height": 8, "width": 8},
     )
-    return Extractor(model.requires_grad_(False).eval(), SamHQProcessor(image_processor), TINY_SAM_HQ)
+    return ConditionModel(model.requires_grad_(False).eval(), SamHQProcessor(image_processor), TINY_SAM_HQ)
 
 
 # -- inference --------------------------------------------------------------------------------
 @torch.inference_mode()
-def estimate_depth(extractor: Extractor, image: Image.Image) -> np.ndarray:
+def estimate_depth(model: ConditionModel, image: Image.Image) -> np.ndarray:
     """Metric depth (larger = farther), float32 [H, W] at ``image``'s size.
 
     As ZoeDepth's own ``infer`` (which ControlNet's depth annotator calls): reflect-padded input,
@@ -179,30 +179,30 @@ def estimate_depth(extractor: Extractor, image: Image.Image) -> np.ndarray:
     image per call: ZoeDepth picks its metric head by a vote over the whole batch.
     """
     image = image.convert("RGB")
-    inputs = extractor.processor(images=image, return_tensors="pt")
-    pixels = inputs["pixel_values"].to(extractor.device, torch.float32)
-    outputs = extractor.model(pixel_values=pixels)
-    flipped = extractor.model(pixel_values=torch.flip(pixels, dims=[3]))
-    (result,) = extractor.processor.post_process_depth_estimation(
+    inputs = model.processor(images=image, return_tensors="pt")
+    pixels = inputs["pixel_values"].to(model.device, torch.float32)
+    outputs = model.model(pixel_values=pixels)
+    flipped = model.model(pixel_values=torch.flip(pixels, dims=[3]))
+    (result,) = model.processor.post_process_depth_estimation(
         outputs, source_sizes=[(image.height, image.width)], outputs_flipped=flipped
     )
     return result["predicted_depth"].float().cpu().numpy()
 
 
 @torch.inference_mode()
-def segment_boxes(extractor: Extractor, image: Image.Image, boxes_xyxy: list[list[float]]) -> np.ndarray:
+def segment_boxes(model: ConditionModel, image: Image.Image, boxes_xyxy: list[list[float]]) -> np.ndarray:
     """One SAM-HQ mask per box prompt (pixel boxes x1, y1, x2, y2 in ``image``'s frame): bool
     [N, H, W]; single-mask output, logits > 0, as the official SP-Ctrl script."""
     image = image.convert("RGB")
     if not boxes_xyxy:
         return np.zeros((0, image.height, image.width), dtype=bool)
-    inputs = extractor.processor(images=image, input_boxes=[boxes_xyxy], return_tensors="pt")
-    outputs = extractor.model(
-        pixel_values=inputs["pixel_values"].to(extractor.device, torch.float32),
-        input_boxes=inputs["input_boxes"].to(extractor.device, torch.float32),
+    inputs = model.processor(images=image, input_boxes=[boxes_xyxy], return_tensors="pt")
+    outputs = model.model(
+        pixel_values=inputs["pixel_values"].to(model.device, torch.float32),
+        input_boxes=inputs["input_boxes"].to(model.device, torch.float32),
         multimask_output=False,
     )
-    (masks,) = extractor.processor.image_processor.post_process_masks(
+    (masks,) = model.processor.image_processor.post_process_masks(
         outputs.pred_masks.float().cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"]
     )
     return masks[:, 0].numpy().astype(bool)  # [N, 1, H, W] -> [N, H, W]
