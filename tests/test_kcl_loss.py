@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from spbench.errors import SpbenchError
-from spbench.training.attention_capture import capture_cross_attention
+from spbench.models.attention_capture import capture_cross_attention
 from spbench.training.kcl_loss import heatmap_targets, kcl_loss, keypoint_token_positions, spatial_shape
 
 # One 2×2 map per token (T = 4 tokens), written as [HW, T] with pixels in row-major order
@@ -161,7 +161,7 @@ def test_capture_values(tiny):
 
 
 def test_blocks_and_source_are_configurable(tiny):
-    from spbench.training.attention_capture import chosen_processors
+    from spbench.models.attention_capture import chosen_processors
 
     sd, _ = tiny
     names = chosen_processors(sd.unet.attn_processors, ("down_blocks.1", "up_blocks.3"), "attn2")

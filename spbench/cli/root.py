@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from spbench.cli import convert, data, ls, results, run, train
+from spbench.cli import attention, convert, data, ls, results, run, train
 from spbench.cli.console import err_console
 from spbench.errors import SpbenchError
 
@@ -37,6 +37,7 @@ app.command()(results.table)
 app.command()(results.check)
 app.command()(results.report)
 app.command()(results.figures)
+app.command()(attention.attention)
 
 
 def _usage_error_line(e) -> str:

@@ -1,4 +1,5 @@
-"""Capture cross-attention probabilities of chosen layers for KCL's heatmap loss.
+"""Capture cross-attention probabilities of chosen layers: for KCL's heatmap loss (training) and for
+the attention maps of `spbench attention`.
 
 ``capture_cross_attention(model, blocks, layer)`` swaps the processors of the ``layer`` attention
 modules (``attn2``: cross-attention) under the named blocks for :class:`CaptureAttnProcessor`,

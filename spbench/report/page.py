@@ -252,6 +252,12 @@ def build_report(run_dirs: list[str | Path], out: str | Path, max_samples: int =
         for r in group:
             parts += [f"<h4>{html.escape(r.title)}{' †tiny' if r.tiny else ''} <span class=\"muted\">({html.escape(str(r.path))})</span></h4>",
                       sample_block(r, ids, size, figures)]
+    attention = [(r, sorted((r.path / "attention").glob("*.png"))[:max_samples]) for r in runs]
+    if any(grids for _, grids in attention):  # written by `spbench attention RUN_DIR --sample ID`
+        parts.append("<h2>Cross-attention of keypoint tokens</h2>")
+        for r, grids in attention:
+            if grids:
+                parts += [f"<h4>{html.escape(r.title)}{' †tiny' if r.tiny else ''}</h4>", _png_section(grids, "attention maps")]
     page = out / "index.html"
     _write_page(page, "<!doctype html><html><head><meta charset=\"utf-8\"><title>spbench report</title>"
                       f"<style>{CSS}</style></head><body>{''.join(parts)}</body></html>\n")

@@ -163,7 +163,7 @@ class Trainer:
 
         self.kcl_layers: list[str] = []
         if self.heatmap_loss:  # checked now, not at the first step
-            from spbench.training.attention_capture import chosen_layers
+            from spbench.models.attention_capture import chosen_layers
 
             self.kcl_layers = chosen_layers(self.kcl_source_model(), opts.kcl_blocks, opts.kcl_layer)
         self.store = None
@@ -207,7 +207,7 @@ class Trainer:
         if not self.heatmap_loss:
             yield self
             return
-        from spbench.training.attention_capture import capture_cross_attention
+        from spbench.models.attention_capture import capture_cross_attention
 
         with capture_cross_attention(self.kcl_source_model(), self.options.kcl_blocks, self.options.kcl_layer) as store:
             self.store = store
