@@ -8,10 +8,18 @@ Variant ``kcl`` is Table 2's "+ KCL" row: the same ControlNet with keypoint toke
 keypoints in the prompt (:mod:`spbench.models.keypoint_tokens`); their rows come from
 ``method.options.learned_embeds`` or the checkpoint folder's ``learned_embeds.bin``, else the
 keypoint words. (The heatmap loss of that row is a training matter.)
+
+The pose condition is ``method.options.condition``: ``openpose`` (the SP-Ctrl paper's rendering,
+which the paper's ControlNets were trained on), ``openpose18`` or ``openpose18-blend`` (the
+OpenPose-18 drawings the public checkpoints were trained on, :mod:`spbench.conditions.openpose18`).
+Unset, it is the format a known public checkpoint was trained on
+(``lllyasviel/control_v11p_sd15_openpose``: openpose18; ``lllyasviel/sd-controlnet-openpose``:
+openpose18-blend), else ``openpose``.
 """
 
 from __future__ import annotations
 
+from spbench.conditions.openpose18 import POSE_CONDITIONS, pose_condition
 from spbench.methods import Method
 from spbench.run.requests import GenerationSettings, MethodContext, Request
 
@@ -19,7 +27,7 @@ from spbench.run.requests import GenerationSettings, MethodContext, Request
 class ControlNetMethod(Method):
     name = "controlnet"
     condition = "openpose"
-    description = "ControlNet on SD1.5 driven by the RGB OpenPose rendering"
+    description = "ControlNet on SD1.5 driven by the RGB OpenPose rendering (public checkpoints: the OpenPose-18 they were trained on)"
     variants = {"kcl": "Table 2 '+ KCL': OpenPose ControlNet with keypoint tokens in the prompt"}
     # --checkpoint stands in for the profile's models.controlnet (None in subclasses that do not read it).
     checkpoint_model = "controlnet"
@@ -35,6 +43,9 @@ class ControlNetMethod(Method):
         from spbench.run.resolve import run_schema
 
         super().__init__(context)
+        if self.condition in POSE_CONDITIONS:  # the OpenPose row (not the depth / mask subclasses)
+            # this run's pose format: the option, else what the checkpoint was trained on
+            self.condition = pose_condition(context.method_options.get("condition"), self.checkpoint, run_schema(context.config))
         self.kcl = None
         if context.variant == "kcl":
             options = context.method_options

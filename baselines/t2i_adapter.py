@@ -6,15 +6,21 @@ The adapter comes from ``--checkpoint`` (``method.checkpoint``) or the profile's
 the SD openpose adapter's architecture (full adapter, RGB input, 2 residual blocks per level,
 pixel-unshuffle by the VAE's factor 8, one level per UNet down block with that block's width), as
 training starts. The conditioning scale is ``adapter_conditioning_scale``.
+
+The pose condition is ``method.options.condition`` (``openpose``, ``openpose18``,
+``openpose18-blend``); unset, the format a known public checkpoint was trained on
+(``TencentARC/t2iadapter_openpose_sd14v1``: openpose18-blend, the ControlNet 1.0 drawing its
+repository's annotator makes), else ``openpose`` (:mod:`spbench.conditions.openpose18`).
 """
 
 from __future__ import annotations
 
 import warnings
 
+from spbench.conditions.openpose18 import pose_condition
 from spbench.errors import SpbenchError
 from spbench.methods import Method
-from spbench.run.requests import GenerationSettings
+from spbench.run.requests import GenerationSettings, MethodContext
 
 INIT_SEED = 0
 
@@ -47,8 +53,15 @@ def check_fits(adapter, unet, source: str) -> None:
 class T2IAdapterMethod(Method):
     name = "t2i-adapter"
     condition = "openpose"
-    description = "T2I-Adapter on SD1.5 driven by the RGB OpenPose rendering"
+    description = "T2I-Adapter on SD1.5 driven by the RGB OpenPose rendering (public checkpoints: the OpenPose-18 they were trained on)"
     checkpoint_model = "t2i_adapter"  # --checkpoint stands in for the profile's models.t2i_adapter
+
+    def __init__(self, context: MethodContext):
+        from spbench.run.resolve import run_schema
+
+        super().__init__(context)
+        # this run's pose format: the option, else what the checkpoint was trained on
+        self.condition = pose_condition(context.method_options.get("condition"), self.checkpoint, run_schema(context.config))
 
     def load(self) -> None:
         from diffusers import T2IAdapter

@@ -18,6 +18,8 @@ import yaml
 from spbench.errors import SpbenchError
 
 DEFAULTS: dict = {
+    # schema: the keypoint schema (None: the dataset's; ap10k | coco17 | a schema file, YAML or JSON:
+    # spbench.schema_files). A run records the name here, and for a file schema_file and schema_sha256.
     "dataset": {"name": "sample", "split": None, "data_root": None, "ann": None, "limit": None, "schema": None},
     # `options` is free-form: a method reads its own keys (e.g. method.options.conditions_dir).
     "method": {"name": "controlnet", "variant": None, "checkpoint": None, "options": {}},
@@ -33,7 +35,21 @@ DEFAULTS: dict = {
         "pose_dataset_index": None,
         "clip": None,             # CLIP ViT-L/14 for CLIP-Score
         "inception": None,        # Inception weights for FID
-        "detector": None,         # Grounding-DINO for detection AP.75
+        "detector": None,         # Grounding-DINO for detection AP.75 (and the person finder of --protocol humansd)
+        "humansd_clip": None,     # --protocol humansd's CLIPSIM model (None: openai/clip-vit-base-patch16; tiny: tiny://clip)
+        "lpips": None,            # diversity: LPIPS backbone (alex | vgg | squeeze | torchvision weights file)
+        "dino": None,             # diversity: DINOv2 image embedding of the Vendi score
+        # Newer bases (not the paper's models): the base and ControlNet of each pose ControlNet
+        # method (`spbench ls`); --checkpoint stands in for the method's ControlNet role.
+        "sdxl_base": None,                  # SDXL base 1.0, for controlnet-sdxl-*
+        "sdxl_vae": None,                   # another SDXL VAE (None: the base's), e.g. madebyollin/sdxl-vae-fp16-fix
+        "controlnet_sdxl_xinsir": None,     # xinsir/controlnet-openpose-sdxl-1.0
+        "controlnet_sdxl_thibaud": None,    # thibaud/controlnet-openpose-sdxl-1.0
+        "sd3_base": None,                   # SD3 medium, for controlnet-sd3
+        "controlnet_sd3": None,             # InstantX/SD3-Controlnet-Pose
+        "flux_base": None,                  # FLUX.1-dev, for controlnet-flux-*
+        "controlnet_flux_union": None,      # InstantX/FLUX.1-dev-Controlnet-Union (pose mode)
+        "controlnet_flux_union_pro": None,  # Shakker-Labs/FLUX.1-dev-ControlNet-Union-Pro (pose mode)
         # Per model role (base, controlnet, t2i_adapter, pose, clip, detector, depth_estimator,
         # segmenter): the weights variant to load (e.g. fp16: a folder holding only
         # *.fp16.safetensors is found without it) and the dtype to load in, e.g.
@@ -71,10 +87,14 @@ DEFAULTS: dict = {
         "fid_batch_size": 32,
         "det_box_threshold": 0.0,     # no score cut: COCOeval ranks the detections
         "det_batch_size": 8,
+        "diversity_batch_size": 16,   # images per DINOv2 batch (whole prompts; LPIPS pairs within each)
         # Bootstrap interval over prompts of every headline (spbench.metrics.bootstrap); 0 resamples: none.
         "bootstrap_resamples": 1000,
         "bootstrap_seed": 0,
         "bootstrap_confidence": 0.95,
+        # --protocol humansd (spbench.metrics.humansd_protocol, where each one is explained).
+        "humansd": {"code": "official", "pose_batch": 10, "box_threshold": 0.35, "max_people": 30,
+                    "max_condition_people": 10, "kid_subset_size": 1000, "kid_subsets": 100, "kid_seed": 0},
     },
     # Caches (FID reference statistics, extracted conditions); None: $SPBENCH_CACHE or ~/.cache/spbench.
     "paths": {"cache": None},
@@ -173,22 +193,41 @@ def _resolve_profile_paths(data: dict, profile_file: Path) -> None:
                 entry["id"] = fix(entry["id"])
 
 
-def resolve(profile: dict, schema: str, flags: dict, sets: list[str]) -> dict:
-    """Merge defaults, the profile (its pose model picked for ``schema``), flags and ``--set``s."""
+def resolve(profile: dict, schema: str, flags: dict, sets: list[str], recommended: dict | None = None) -> dict:
+    """Merge defaults, the profile (its pose model picked for ``schema``), the method's
+    ``recommended`` settings (dotted key -> value, see :func:`apply_recommended`), flags and ``--set``s."""
     cfg = copy.deepcopy(DEFAULTS)
     cfg["profile"] = {"name": profile["name"], "tiny": bool(profile.get("tiny", False))}
     sections = {k: profile.get(k) or {} for k in ("models", "generation", "evaluation")}
     _merge(cfg, sections, "profile " + profile["name"])
-    pose = (profile.get("pose_models") or {}).get(schema)
+    pose_models = profile.get("pose_models") or {}
+    # "any": the pose model of every schema the profile does not name (e.g. a schema file's).
+    pose = pose_models.get(schema) or pose_models.get("any")
     if pose:
         cfg["models"]["pose"] = pose.get("id")
         cfg["models"]["pose_dataset_index"] = pose.get("dataset_index")
+    if recommended:
+        apply_recommended(cfg, profile, recommended)
     for dotted, value in flags.items():
         if value is not None:
             set_key(cfg, dotted, value)
     for item in sets:
         apply_set(cfg, item)
     return cfg
+
+
+def apply_recommended(cfg: dict, profile: dict, recommended: dict) -> None:
+    """A method's recommended settings (its model card's sampler, steps, guidance, canvas, ...):
+    they win over the profile, and flags and ``--set`` win over them. A tiny profile
+    (``tiny: true``) keeps the settings it names itself (its tiny models are built for its small
+    canvas). The recommendations are recorded as ``method.recommended``."""
+    for dotted, value in recommended.items():
+        section, _, key = dotted.partition(".")
+        own = profile.get(section)
+        if profile.get("tiny") and isinstance(own, dict) and key in own:
+            continue
+        set_key(cfg, dotted, value, source=f"the method's recommended {dotted}")
+    cfg["method"]["recommended"] = dict(recommended)
 
 
 def apply_set(cfg: dict, item: str) -> None:
@@ -287,6 +326,7 @@ VALUE_RULES: dict = {
     "evaluation.clip_batch_size": (_is_count, "an integer >= 1"),
     "evaluation.fid_batch_size": (_is_count, "an integer >= 1"),
     "evaluation.det_batch_size": (_is_count, "an integer >= 1"),
+    "evaluation.diversity_batch_size": (_is_count, "an integer >= 1"),
     "evaluation.det_box_threshold": (_is_finite, "a finite number"),
     "evaluation.bootstrap_resamples": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                                        "an integer >= 0 (0: no bootstrap interval)"),

@@ -19,6 +19,7 @@ from spbench.models.hub import load_options
 from spbench.run.lock import run_lock
 from spbench.run.resolve import ResolvedRun, open_run, resolve_run
 from spbench.run.threads import limit_cpu_threads
+from spbench.schema_files import schema_record
 
 
 def prepare(flags: dict, profile: str, sets: list[str], out: str, name: str | None = None) -> ResolvedRun:
@@ -78,6 +79,7 @@ def _generate_locked(prep: ResolvedRun, state) -> dict:
             "name": prep.split.dataset, "split": prep.split.name, "hash": prep.split.content_hash,
             "num_samples": len(prep.split), "schema": prep.schema,
             "data_root": prep.split.root, "stats": prep.split.stats,
+            **schema_record(prep.schema),  # a schema file: its path, sha256 and definition
         },
         "method": {"name": method.name, "variant": cfg["method"]["variant"], "condition": method.condition,
                    "checkpoint": cfg["method"]["checkpoint"]},
@@ -118,37 +120,77 @@ def check_scoring(config: dict, metrics: list[str], pose_model: str | None = Non
     """Check, in seconds, what scoring will need, so that a typo is found before a generation:
     the protocol and the model of each chosen metric (a local path must exist; a hub id must be
     in the local cache when HF_HUB_OFFLINE is set). Returns the resolved protocol."""
+    from spbench.metrics import humansd_protocol
     from spbench.metrics.evaluate import resolve_protocol
 
     protocol = resolve_protocol(protocol, config)
     models = config["models"]
     not_applicable = declared(method, "not_applicable", {})  # metrics the method (its name) is not scored by
-    for name in metrics:
+    for name in humansd_protocol.protocol_metrics(metrics, protocol):
         if name in not_applicable:
             continue
-        if name == "pose":
+        if name in humansd_protocol.METRICS:
+            _check_humansd_models(config, name, pose_model)
+        elif name == "pose":
             setting = "--pose-model" if pose_model else "models.pose"
             _check_model(pose_model or models.get("pose"), "pose model", setting, ("oracle", "tiny://vitpose"),
                          " (convert the paper's mmpose checkpoint into it with `spbench convert vitpose`)")
+            if protocol == "official" and (config.get("dataset") or {}).get("schema"):
+                from spbench.metrics.pose_official import official_settings
+
+                official_settings(config["dataset"]["schema"])  # e.g. a schema file without official_protocol
         elif name == "clip":
             _check_model(models.get("clip"), "CLIP model", "models.clip", ("tiny://clip",))
         elif name == "det":
             _check_model(models.get("detector"), "detector (Grounding-DINO)", "models.detector",
                          ("oracle", "tiny://grounding-dino"))
+        elif name == "diversity":
+            from spbench.metrics.diversity_scoring import check_diversity_models
+
+            check_diversity_models(config)  # models.lpips's file exists; models.dino is set
+            _check_model(models.get("dino"), "DINOv2 model", "models.dino", ("tiny://dinov2",))
         elif name == "fid":
-            import os
-
-            from spbench.metrics.fid_inception import INCEPTION_NAME, TINY_INCEPTION, inception_weights
-
-            spec = models.get("inception")
-            if not spec:
-                raise SpbenchError("no FID Inception weights configured: set models.inception to "
-                                   "pt_inception-2015-12-05 or a .pth / .safetensors path")
-            if is_tiny_spec(spec):  # a known tiny name, asked of the tiny-model registry
-                tiny_builder(spec, TINY_INCEPTION, "unknown tiny FID extractor {spec!r} (models.inception): use {known}")
-            elif spec != INCEPTION_NAME or os.environ.get("HF_HUB_OFFLINE"):
-                inception_weights(str(spec))  # a path must exist; offline, the named file must be cached
+            _check_inception(models)
     return protocol
+
+
+def _check_inception(models: dict) -> None:
+    import os
+
+    from spbench.metrics.fid_inception import INCEPTION_NAME, TINY_INCEPTION, inception_weights
+
+    spec = models.get("inception")
+    if not spec:
+        raise SpbenchError("no FID Inception weights configured: set models.inception to "
+                           "pt_inception-2015-12-05 or a .pth / .safetensors path")
+    if is_tiny_spec(spec):  # a known tiny name, asked of the tiny-model registry
+        tiny_builder(spec, TINY_INCEPTION, "unknown tiny FID extractor {spec!r} (models.inception): use {known}")
+    elif spec != INCEPTION_NAME or os.environ.get("HF_HUB_OFFLINE"):
+        inception_weights(str(spec))  # a path must exist; offline, the named file must be cached
+
+
+def _check_humansd_models(config: dict, name: str, pose_model: str | None) -> None:
+    """The models of one of HumanSD's metrics (spbench.metrics.humansd_protocol.MODEL_ROLES)."""
+    from spbench.metrics import humansd_protocol
+    from spbench.metrics.model_specs import is_diagnostic_model
+
+    humansd_protocol.settings(config)  # evaluation.humansd, checked
+    if name == humansd_protocol.POSE:
+        humansd_protocol.check_schema(config)
+    models = config["models"]
+    for role in humansd_protocol.MODEL_ROLES[name]:
+        if role == "pose":
+            setting = "--pose-model" if pose_model else "models.pose"
+            _check_model(pose_model or models.get("pose"), "pose model", setting, ("oracle", "tiny://vitpose"),
+                         " (convert the paper's mmpose checkpoint into it with `spbench convert vitpose`)")
+        elif role == "detector" and not is_diagnostic_model(pose_model or models.get("pose")):
+            _check_model(models.get("detector"), "person detector (Grounding-DINO)", "models.detector",
+                         ("oracle", "tiny://grounding-dino"))
+        elif role == "humansd_clip":
+            _check_model(humansd_protocol.clip_model(config), "CLIP model (HumanSD's CLIPSIM)", "models.humansd_clip",
+                         ("tiny://clip",))
+        elif role == "inception":
+            _check_inception(models)
 
 
 def _check_model(spec, role: str, setting: str, builtin: tuple[str, ...], folder_hint: str = "") -> None:
@@ -193,13 +235,19 @@ def _check_model(spec, role: str, setting: str, builtin: tuple[str, ...], folder
             )
 
 
-def parse_metrics(text: str) -> list[str]:
+def parse_metrics(text: str | None, protocol: str | None = None) -> list[str]:
+    """The metrics of ``--metrics``; unset: pose (evaluation.metrics), or under ``--protocol humansd``
+    every metric of HumanSD's protocol."""
+    from spbench.config import DEFAULTS
     from spbench.metrics.evaluate import METRICS
+    from spbench.metrics.humansd_protocol import SHORTHANDS
 
+    if text is None:
+        text = "humansd" if protocol == "humansd" else DEFAULTS["evaluation"]["metrics"]
     names = [m.strip() for m in text.split(",") if m.strip()]
     for m in names:
-        if m not in METRICS:
-            raise SpbenchError(f"unknown metric {m!r} in --metrics (known: {', '.join(METRICS)})")
+        if m not in METRICS and m not in SHORTHANDS:  # kid, humansd: HumanSD's metrics (--protocol humansd)
+            raise SpbenchError(f"unknown metric {m!r} in --metrics (known: {', '.join([*METRICS, *SHORTHANDS])})")
     if not names:
         raise SpbenchError("--metrics is empty: name at least one of " + ", ".join(METRICS))
     return names
@@ -216,12 +264,14 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
     replaces or passes for the protocol's ``pose``. AP-10K pose from a model without an AP-10K
     head is flagged ``invalid`` with the reason."""
     from spbench.metrics.evaluate import ScoringContext
+    from spbench.metrics.humansd_protocol import protocol_metrics
 
     state = _state()
     resolved = open_run(run_dir)
     run, info = resolved.run, resolved.info
     # The protocol and the model of every chosen metric, checked before any image is decoded.
     protocol = check_scoring(info["config"], metrics, pose_model, protocol, (info.get("method") or {}).get("name"))
+    metrics = protocol_metrics(metrics, protocol)  # --protocol humansd: pose, fid, clip, kid are HumanSD's
     with run_lock(run.path, enabled=state.is_main_process, keep=keep_lock), load_options(info["config"]["models"]):
         if state.is_main_process:
             # A killed evaluation (or generation) can leave its temporary file behind; under the
@@ -249,6 +299,7 @@ def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[
     from spbench.metrics.evaluate import scoring_function
     from spbench.metrics.model_specs import is_diagnostic_model
     from spbench.results.models import generation_weights, model_identity, pose_head_problem
+    from spbench.results.intervals import score_interval
     from spbench.results.record import build_record, diagnostic_key
 
     mine = manifest[state.process_index :: state.num_processes]
@@ -256,7 +307,7 @@ def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[
     results, evaluation, per_image, scoring = {}, {}, [], {}
     for name in metrics:
         key = name
-        if name == "pose":
+        if name in ("pose", "humansd-pose"):
             used = pose_model if pose_model is not None else config_pose
             if pose_model is not None or is_diagnostic_model(used):
                 key = diagnostic_key(name, used)
@@ -279,9 +330,13 @@ def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[
             if problem:
                 description["invalid"] = result["invalid"] = problem
                 _warn(f"{key} is marked invalid in the record: {problem}")
+        with _progress() as progress:  # the headline's bootstrap interval over prompts (spbench.results.intervals)
+            result["bootstrap"] = score_interval(run.path, key, name, evaluator, info["config"], progress)
         results[key], evaluation[key] = result, description
         if "model" in description:
             scoring[key] = model_identity(description["model"])
+        for role, spec in (description.get("extra_models") or {}).items():  # a metric's further models
+            scoring[f"{key}.{role}"] = model_identity(spec)
         per_image += [{"metric": key, **r} for r in evaluator.records()]
     if not state.is_main_process:
         return build_record(info, results, evaluation), run.result_json
@@ -293,7 +348,8 @@ def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[
     old_scoring = (old.get("weights") or {}).get("scoring") or {}
     weights = {
         "generation": info.get("weights") if "weights" in info else generation_weights(info.get("models")),
-        "scoring": {**{k: v for k, v in old_scoring.items() if k in all_evaluation and k not in new_keys}, **scoring},
+        "scoring": {**{k: v for k, v in old_scoring.items()
+                       if k.split(".")[0] in all_evaluation and k.split(".")[0] not in new_keys}, **scoring},
     }
     record = build_record(info, all_metrics, all_evaluation, weights)
     atomic_write_jsonl(run.per_image_jsonl, [r for r in old_rows if r.get("metric") not in new_keys] + per_image)

@@ -183,6 +183,14 @@ for _name, _builder in {
     "clip": "spbench.metrics.clip_model:build_tiny_clip",
     "grounding-dino": "spbench.metrics.detection_models:build_tiny_grounding_dino",
     "inception": "spbench.metrics.fid_inception:build_tiny_inception",
+    "lpips": "spbench.metrics.diversity_lpips:build_tiny_lpips",
+    "dinov2": "spbench.metrics.diversity_dino:build_tiny_dinov2",
+    "sdxl": "spbench.models.sdxl:build_tiny_sdxl",
+    "controlnet-sdxl": "spbench.models.sdxl:build_tiny_controlnet_sdxl",
+    "sd3": "spbench.models.sd3:build_tiny_sd3",
+    "controlnet-sd3": "spbench.models.sd3:build_tiny_controlnet_sd3",
+    "flux": "spbench.models.flux:build_tiny_flux",
+    "controlnet-flux-union": "spbench.models.flux:build_tiny_controlnet_flux_union",
 }.items():
     TINY_MODELS.register(_name, _builder)
 

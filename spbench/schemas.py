@@ -1,7 +1,9 @@
 """Keypoint schemas: the one place that knows names, skeletons, OKS sigmas and keypoint tokens.
 
-Two schemas exist: AP-10K's 17 animal keypoints and COCO's 17 human keypoints (used by
-Human-Art). Everything else (readers, renderers, metrics, keypoint tokens) reads them from here.
+Two schemas are built in: AP-10K's 17 animal keypoints and COCO's 17 human keypoints (used by
+Human-Art). Any other keypoint set is declared in a schema file (:mod:`spbench.schema_files`,
+``--set dataset.schema=FILE``), which registers it here under its name. Everything else (readers,
+renderers, metrics, keypoint tokens) reads schemas from here, by name (:func:`get_schema`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from spbench.errors import SpbenchError
 # Index-map values of the official SP-Ctrl rendering: keypoint k -> k + 1, limb j -> 51 + j.
 KEYPOINT_INDEX_OFFSET = 1
 LIMB_INDEX_OFFSET = 51
+# Index maps are uint8 images: the largest value a keypoint or limb can take.
+MAX_INDEX_VALUE = 255
 # Limbs with an SPR embedding: the official SPR loops over values 51..67 only, so a value above
 # 67 (COCO's limbs 18 and 19 in the Human-Art maps: 68, 69) looks nothing up and stays zero.
 EMBEDDED_LIMBS = 17
@@ -28,6 +32,21 @@ class KeypointSchema:
     sigmas: tuple[float, ...]
     # Pairs of keypoints swapped by a horizontal flip.
     flip_pairs: tuple[tuple[int, int], ...]
+    # What a schema file declares beyond the above (the built-in schemas leave them unset; see
+    # spbench.schema_files): token spellings, descriptions and init words (None: derived from
+    # the names), the annotation field holding the keypoints, OpenPose colours (None: the
+    # palette, cycled), the built-in schema whose official pose protocol settings apply, the
+    # CLIP-Score grouping that evaluation.clip_group_by=auto means, and the file itself.
+    custom_tokens: tuple[str, ...] | None = None
+    custom_descriptions: tuple[str, ...] | None = None
+    custom_init_words: tuple[str, ...] | None = None
+    annotation_key: str = "keypoints"
+    limb_colors: tuple[tuple[int, int, int], ...] | None = None
+    keypoint_colors: tuple[tuple[int, int, int], ...] | None = None
+    official_protocol: str | None = None
+    clip_group_by: str | None = None
+    source: str | None = None   # the schema file (absolute path); None: built in
+    sha256: str | None = None   # sha256 of the schema file's bytes
 
     def __post_init__(self):
         n = len(self.keypoints)
@@ -38,32 +57,60 @@ class KeypointSchema:
     def num_keypoints(self) -> int:
         return len(self.keypoints)
 
+    @property
+    def from_file(self) -> bool:
+        """Declared in a schema file (not one of the built-in schemas)."""
+        return self.source is not None
+
     @cached_property
     def tokens(self) -> tuple[str, ...]:
         """Keypoint-concept tokens, as the official code spells them: ``<left-front-paw>``."""
+        if self.custom_tokens is not None:
+            return self.custom_tokens
         return tuple("<" + k.replace("_", "-") + ">" for k in self.keypoints)
 
     @cached_property
     def descriptions(self) -> tuple[str, ...]:
         """Plain-words description of each keypoint ("left front paw"), e.g. for CLIP-Score."""
+        if self.custom_descriptions is not None:
+            return self.custom_descriptions
         return tuple(k.replace("_", " ") for k in self.keypoints)
 
     @cached_property
     def init_words(self) -> tuple[str, ...]:
         """Word a keypoint token's embedding is initialised from: the last word of its name,
         as in the official code ("left front paw" -> "paw", "root of tail" -> "tail")."""
+        if self.custom_init_words is not None:
+            return self.custom_init_words
         return tuple(d.split(" ")[-1] for d in self.descriptions)
 
     @property
+    def limb_index_offset(self) -> int:
+        """Index-map value of limb 0: see :func:`limb_index_offset`."""
+        return limb_index_offset(self.num_keypoints)
+
+    @property
     def index_map_limbs(self) -> tuple[tuple[int, int], ...]:
-        """Limbs drawn into the spatial-pose index map, limb j as value 51 + j: the whole skeleton
-        (AP-10K 17 -> 51..67; COCO-17 19 -> 51..69, as in the official Human-Art maps)."""
+        """Limbs drawn into the spatial-pose index map, limb j as value ``limb_index_offset + j``:
+        the whole skeleton (AP-10K 17 -> 51..67; COCO-17 19 -> 51..69, as in the official
+        Human-Art maps)."""
         return self.skeleton
 
     @property
     def indexed_limbs(self) -> tuple[tuple[int, int], ...]:
-        """Limbs the SPR embeds (values 51..67): the first 17, as the official SPR."""
-        return self.skeleton[:EMBEDDED_LIMBS]
+        """Limbs the SPR embeds: for the built-in schemas the first 17 (values 51..67), as the
+        official SPR; for a schema file every limb of its skeleton."""
+        return self.skeleton if self.from_file else self.skeleton[:EMBEDDED_LIMBS]
+
+
+def limb_index_offset(num_keypoints: int) -> int:
+    """Index-map value of limb 0 for ``num_keypoints`` keypoints (keypoint k is ``1 + k``).
+
+    Up to 50 keypoints the official layout: limbs from 51 (keypoints 1..K, a gap, limbs 51..).
+    Above 50 keypoints 51 would collide with keypoint 51, so limbs follow the keypoints directly:
+    limb j is ``K + 1 + j``. Either way every value is at most :data:`MAX_INDEX_VALUE` (the map
+    is uint8), which a schema file's keypoint and limb counts are checked against."""
+    return max(LIMB_INDEX_OFFSET, KEYPOINT_INDEX_OFFSET + num_keypoints)
 
 
 def _pairs_1based(text: str) -> tuple[tuple[int, int], ...]:
@@ -106,10 +153,33 @@ COCO17 = KeypointSchema(
 )
 
 SCHEMAS = {s.name: s for s in (AP10K, COCO17)}
+# Schemas read from schema files in this process, by name (spbench.schema_files registers them).
+_FILE_SCHEMAS: dict[str, KeypointSchema] = {}
+
+
+def register_schema(schema: KeypointSchema) -> KeypointSchema:
+    """Make a schema read from a file known by its name (once per process; the same definition
+    may be registered again). A built-in name, or another definition under a name already
+    registered, is an error, so two schemas never pass for one."""
+    if schema.name in SCHEMAS:
+        raise SpbenchError(f"{schema.source}: name: {schema.name!r} is a built-in keypoint schema; "
+                           "give the file's schema another name")
+    known = _FILE_SCHEMAS.get(schema.name)
+    if known is not None and known.sha256 != schema.sha256:
+        raise SpbenchError(f"{schema.source}: name: keypoint schema {schema.name!r} is already defined by "
+                           f"{known.source} (other content); give one of them another name")
+    _FILE_SCHEMAS.setdefault(schema.name, schema)
+    return _FILE_SCHEMAS[schema.name]
 
 
 def get_schema(name: str) -> KeypointSchema:
     try:
         return SCHEMAS[name]
     except KeyError:
-        raise SpbenchError(f"unknown keypoint schema {name!r}; known: {', '.join(SCHEMAS)}") from None
+        pass
+    try:
+        return _FILE_SCHEMAS[name]
+    except KeyError:
+        known = ", ".join([*SCHEMAS, *_FILE_SCHEMAS])
+        raise SpbenchError(f"unknown keypoint schema {name!r}; known: {known} — a schema file defines "
+                           "others: pass --set dataset.schema=FILE (YAML or JSON)") from None

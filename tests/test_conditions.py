@@ -200,7 +200,7 @@ def test_render_condition_kinds():
     assert rgb.mode == "RGB" and rgb.size == (64, 64) and rgb.getpixel((20, 32)) == (255, 0, 0)
     idx = render_condition("spatial-pose", s, IDENTITY_64)
     assert idx.mode == "L" and idx.getpixel((32, 32)) == 51 and idx.getpixel((44, 32)) == 2
-    assert set(CONDITIONS) == {"openpose", "spatial-pose"}
+    assert set(CONDITIONS) == {"openpose", "spatial-pose", "openpose18", "openpose18-blend"}
 
 
 def test_render_condition_unknown_kind_suggests():

@@ -71,3 +71,35 @@ def test_generation_samples_is_the_old_name_of_images_per_prompt(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "run.json").write_text(json.dumps({"config": {"generation": {"samples": 3, "steps": 50}}}))
     assert RunFolder(tmp_path / "run").read_run()["config"]["generation"] == {"images_per_prompt": 3, "steps": 50}
+
+
+def test_a_run_folder_from_before_a_setting_existed_resumes(tmp_path):
+    """A run.json written before the newer bases' model roles existed holds none of them: those
+    models played no part in its images, so the folder resumes; a setting it does hold still counts,
+    and a missing one with a known old value (condition_render: native) is compared as that value."""
+    import copy
+    import json
+
+    from spbench.data.registry import load_split
+    from spbench.run.folder import RunFolder
+
+    cfg = resolve(load_profile("tiny"), "ap10k", {}, [])
+    split = load_split("sample").limit(1)
+    old = copy.deepcopy(cfg)
+    for role in ("sdxl_base", "controlnet_sd3", "flux_base"):
+        del old["models"][role]
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    info = {"run": "run", "dataset": {"hash": split.content_hash}}
+    folder.run_json.write_text(json.dumps({**info, "config": old}))
+    folder.start(cfg, info, list(split.samples))  # resumes
+    changed = copy.deepcopy(cfg)
+    changed["models"]["base"] = "tiny://sd-other"
+    with pytest.raises(SpbenchError, match="other settings"):
+        folder.start(changed, info, list(split.samples))
+    del old["generation"]["condition_render"]  # written before it existed: conditions were drawn natively
+    folder.run_json.write_text(json.dumps({**info, "config": old}))
+    official = copy.deepcopy(cfg)
+    official["generation"]["condition_render"] = "official"
+    with pytest.raises(SpbenchError, match="condition_render"):
+        folder.start(official, info, list(split.samples))

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Bottom to top. A module may import its own layer and the layers below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("spbench", "spbench.errors", "spbench.files", "spbench.weights", "spbench.schemas", "spbench.canvas", "spbench.config", "spbench.registry",
+    ("base", ("spbench", "spbench.errors", "spbench.files", "spbench.weights", "spbench.schemas", "spbench.schema_files", "spbench.canvas", "spbench.config", "spbench.registry",
               "spbench.configs", "spbench.paper_results")),
     ("data", ("spbench.data",)),
     ("run", ("spbench.run",)),

@@ -381,3 +381,13 @@ def test_table_says_when_it_found_no_records(tmp_path, capsys):
     assert "Table 1" in text
     err = capsys.readouterr().err
     assert "no result.json found under" in err and str(empty) in err and "paper's numbers only" in err
+
+
+def test_pose_scored_under_another_protocol_is_a_departure():
+    from spbench.config import DEFAULTS
+    from spbench.results.protocol import departures
+
+    config = {**DEFAULTS, "dataset": {**DEFAULTS["dataset"], "schema": "ap10k"}}
+    assert "evaluation.protocol='canvas' (paper: 'official')" in departures(config, "controlnet", ["pose"], "canvas")
+    assert not any(d.startswith("evaluation.protocol") for d in departures(config, "controlnet", ["pose"], "official"))
+    assert not any(d.startswith("evaluation.protocol") for d in departures(config, "controlnet", ["clip"], "canvas"))

@@ -58,7 +58,9 @@ def test_listing_imports_nothing():
 
 
 def test_tiny_models_are_one_registry_every_loader_asks():
-    assert set(TINY_MODELS) == {"sd15", "zoedepth", "sam-hq", "vitpose", "clip", "grounding-dino", "inception"}
+    assert set(TINY_MODELS) == {"sd15", "zoedepth", "sam-hq", "vitpose", "clip", "grounding-dino", "inception",
+                                "lpips", "dinov2", "sdxl", "controlnet-sdxl", "sd3", "controlnet-sd3", "flux",
+                                "controlnet-flux-union"}
     from spbench.models.stable_diffusion import build_tiny_sd
 
     assert tiny_builder("tiny://sd15", "tiny://sd15") is build_tiny_sd
@@ -77,7 +79,8 @@ def test_methods_datasets_conditions_metrics_are_registries():
 
     for reg in (CONDITIONS, DATASETS, METHODS, METRICS):
         assert isinstance(reg, Registry)
-    assert list(METRICS) == list(METRIC_SPECS) == ["pose", "clip", "fid", "det"]
+    assert list(METRICS) == list(METRIC_SPECS) == ["pose", "clip", "fid", "det", "diversity", "humansd-pose",
+                                                   "humansd-fid", "humansd-kid", "humansd-clip"]
     assert callable(scoring_function("fid"))
     assert get_method_class("real").name == "real"
     with pytest.raises(SpbenchError, match="unknown metric 'fdi'"):

@@ -29,11 +29,11 @@ Out = Annotated[str, typer.Option("--out", "-o", help="Folder that receives the 
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override any setting: --set generation.guidance_scale=5 --set models.base=/weights/sd15")]
 Variant = Annotated[Optional[str], typer.Option(help="A named variant of the method (ablation rows).")]
 Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a model folder, a hub id, or a `spbench train` `checkpoint-<step>` folder.")]
-Metrics = Annotated[str, typer.Option(help="Comma-separated metrics to compute (available: pose, clip, fid, det).")]
-Protocol = Annotated[Optional[str], typer.Option(help="Pose-scoring protocol (default: the profile's evaluation.protocol). official: as the official SP-Ctrl evaluation (original image frame, mmpose decoding; README \"Fidelity\"); canvas: spbench's own, in the canvas frame, every image.")]
+Metrics = Annotated[Optional[str], typer.Option(help="Comma-separated metrics to compute (default: pose; with --protocol humansd, all of HumanSD's; available: pose, clip, fid, det; diversity: LPIPS and DINOv2 Vendi score over each prompt's images; with --protocol humansd, pose, fid, kid and clip are HumanSD's, humansd names all four; `spbench ls` lists all).")]
+Protocol = Annotated[Optional[str], typer.Option(help="Pose-scoring protocol (default: the profile's evaluation.protocol). official: as the official SP-Ctrl evaluation (original image frame, mmpose decoding; README \"Fidelity\"); canvas: spbench's own, in the canvas frame, every image; humansd: HumanSD's metrics (AP/AR, CAP, PCE, FID, KID, CLIPSIM; README \"The HumanSD protocol\") in place of pose, fid and clip.")]
 PoseModel = Annotated[Optional[str], typer.Option(help="Pose estimator: hub id, folder, `oracle` (returns the condition pose; scores 100) or `perturbed-oracle[:SEED]` (the condition pose moved by seeded offsets; AP between 0 and 100). Another model than the run's is a diagnostic: its score is stored as `pose@<model>`, beside the run's pose score.")]
 RunName = Annotated[Optional[str], typer.Option("--name", help="Name of the run folder under --out (default: `<dataset>-<split>-<method>[-<variant>]-<profile>[-<checkpoint>]`).")]
-RunDir = Annotated[Path, typer.Argument(help="A run folder written by `spbench generate` or `spbench run`.")]
+RunDir = Annotated[Path, typer.Argument(help="A run folder written by `spbench generate` or `spbench run`, or a folder written by `spbench prepare` holding the images (with --name).")]
 Results = Annotated[Optional[list[str]], typer.Option("--results", help="Folder(s) searched for result.json (repeatable; default ./spbench-runs).")]
 
 
@@ -68,5 +68,5 @@ GENERATION = parameters(
     checkpoint=(Checkpoint, None),
 )
 # How a run is scored.
-SCORING = parameters(metrics=(Metrics, DEFAULTS["evaluation"]["metrics"]), pose_model=(PoseModel, None),
+SCORING = parameters(metrics=(Metrics, None), pose_model=(PoseModel, None),
                      protocol=(Protocol, None))

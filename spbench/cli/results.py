@@ -13,8 +13,9 @@ from spbench.cli.options import Results
 
 def table(
     results: Results = None,
-    table: Annotated[str, typer.Option("--table", help="1, 2, 3 or all.")] = "all",
+    table: Annotated[str, typer.Option("--table", help="1, 2, 3, extra (runs outside the paper's rows) or all.")] = "all",
     fmt: Annotated[str, typer.Option("--format", help="md, latex or csv.")] = "md",
+    ci: Annotated[bool, typer.Option("--ci", help="Show each of our numbers' bootstrap interval over prompts, as recorded (CSV: ci_low, ci_high columns).")] = False,
 ):
     """Rebuild the paper's Tables 1–3 from result records: paper | ours | difference per cell.
 
@@ -24,11 +25,17 @@ def table(
 
         spbench table --results runs --table 1 --format latex > table1.tex
 
+        spbench table --results runs --table extra --format csv > other-runs.csv   # runs outside the paper's rows
+
+        spbench table --results runs --ci               # ours [low, high]: 95% bootstrap interval over prompts
+
     Cells from tiny-profile runs are marked †tiny: they check the machinery and are not results.
+    Runs of other methods (your own, imported ones, variants without a row) follow in a section of
+    their own, one row per method and run folder; records that fill no cell are named on stderr.
     """
     from spbench.tables.build import table_command
 
-    console.print(table_command(results, table, fmt), markup=False, highlight=False, soft_wrap=True)
+    console.print(table_command(results, table, fmt, ci), markup=False, highlight=False, soft_wrap=True)
 
 
 def check(

@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from spbench.cli import attention, convert, data, ls, results, run, train
+from spbench.cli import attention, compare, convert, data, ls, prepare, results, run, train
 from spbench.cli.console import err_console
 from spbench.errors import SpbenchError
 
@@ -29,12 +29,14 @@ app = typer.Typer(
 app.command()(run.run)
 app.command()(run.generate)
 app.command()(run.evaluate)
+app.command()(prepare.prepare)
 app.add_typer(data.data_app, name="data")
 app.command()(train.train)
 app.add_typer(convert.convert_app, name="convert")
 app.command("ls")(ls.list_things)
 app.command()(results.table)
 app.command()(results.check)
+app.command()(compare.compare)
 app.command()(results.report)
 app.command()(results.figures)
 app.command()(attention.attention)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from spbench.cli.console import console, err_console
 from spbench.cli.options import GENERATION, SCORING, RunDir, RunName, takes
+from spbench.cli.prepare import ImportName, import_if_prepared
 from spbench.registry import is_tiny_spec
 
 
@@ -62,7 +63,7 @@ def run(name: RunName = None, **options):
     """
     from spbench import harness
 
-    metric_names = harness.parse_metrics(options["metrics"])
+    metric_names = harness.parse_metrics(options["metrics"], options["protocol"])
     pose_model, protocol = options["pose_model"], options["protocol"]
 
     def check(prep):
@@ -85,7 +86,7 @@ def generate(name: RunName = None, **options):
 
 
 @takes(SCORING)
-def evaluate(run_dir: RunDir, **options):
+def evaluate(run_dir: RunDir, name: ImportName = None, **options):
     """Score a run folder and write its result.json.
 
     Examples:
@@ -95,8 +96,13 @@ def evaluate(run_dir: RunDir, **options):
         spbench evaluate RUN_DIR --metrics pose --pose-model oracle      # sanity check: AP 100.0
 
         spbench evaluate RUN_DIR --pose-model /weights/vitpose-plus-huge
+
+        spbench evaluate PREPARED_DIR --name mytool      # images made elsewhere (`spbench prepare --help`)
     """
     from spbench import harness
 
-    record, path = harness.evaluate(run_dir, harness.parse_metrics(options["metrics"]), options["pose_model"], options["protocol"])
+    metric_names = harness.parse_metrics(options["metrics"], options["protocol"])
+    # A `spbench prepare` folder becomes a run of method NAME first (scoring's models checked before).
+    import_if_prepared(run_dir, name, metric_names, options["pose_model"], options["protocol"])
+    record, path = harness.evaluate(run_dir, metric_names, options["pose_model"], options["protocol"])
     _print_record(record, path)

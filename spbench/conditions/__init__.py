@@ -17,6 +17,7 @@ from spbench.conditions.grid import condition_grid
 from spbench.conditions.heatmaps import render_heatmaps
 from spbench.conditions.official import RENDER_MODES, check_render_mode, render_official
 from spbench.conditions.openpose import render_openpose
+from spbench.conditions.openpose18 import OFFICIAL_RENDERERS as OPENPOSE18_OFFICIAL
 from spbench.conditions.spatial_pose import index_map_to_rgb, render_index_map
 from spbench.data.records import Sample
 from spbench.registry import Registry
@@ -37,6 +38,9 @@ CONDITIONS: Registry[Callable[[Sample, CanvasTransform], Image.Image]] = Registr
 )
 CONDITIONS.register("openpose", _openpose_image)
 CONDITIONS.register("spatial-pose", _index_map_image)
+# OpenPose-18 as the public OpenPose checkpoints were trained (spbench.conditions.openpose18).
+CONDITIONS.register("openpose18", "spbench.conditions.openpose18:openpose18_image")
+CONDITIONS.register("openpose18-blend", "spbench.conditions.openpose18:openpose18_blend_image")
 
 
 def render_condition(
@@ -44,10 +48,14 @@ def render_condition(
 ) -> Image.Image:
     """The condition image of one kind on the canvas: "openpose" (RGB) or "spatial-pose" (mode "L"
     index map). ``mode`` (generation.condition_render): "native" draws on the canvas; "official"
-    draws at the original size and resizes (index map: torch nearest; OpenPose: PIL bilinear)."""
+    draws at the original size and resizes (index map: torch nearest; OpenPose: PIL bilinear).
+    "openpose18" / "openpose18-blend" (RGB): official draws at the annotator's size, then PIL
+    LANCZOS as diffusers resizes a control image (:mod:`spbench.conditions.openpose18`)."""
     check_render_mode(mode)
     render = CONDITIONS.load(kind)
     if mode == "official":
+        if kind in OPENPOSE18_OFFICIAL:  # drawn at the annotator's size, resized as diffusers does
+            return OPENPOSE18_OFFICIAL[kind](sample, transform)
         return render_official(kind, render, sample, transform)
     return render(sample, transform)
 

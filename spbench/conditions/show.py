@@ -13,10 +13,11 @@ from spbench.files import atomic_save_image
 
 
 def show_split(out: str | Path, dataset: str, split: str | None = None, data_root: str | None = None,
-               ann: str | None = None, limit: int = 4, canvas: int = 512, canvas_mode: str = "stretch") -> int:
+               ann: str | None = None, limit: int = 4, canvas: int = 512, canvas_mode: str = "stretch",
+               schema: str | None = None) -> int:
     """Write to ``out`` a grid of the first ``limit`` samples (image | OpenPose | spatial-pose
     index map | heatmaps, on a ``canvas``-pixel canvas); returns the number of rows."""
-    s = load_split(dataset, split, data_root, ann).limit(limit)
+    s = load_split(dataset, split, data_root, ann, schema=schema).limit(limit)
     check_image_files(s, ann)
     rows = []
     for sample in s.samples:

@@ -2,7 +2,8 @@
 
 The index map is what the official code renders once per sample: keypoint k has value
 ``KEYPOINT_INDEX_OFFSET + k`` (1..17), limb j value ``LIMB_INDEX_OFFSET + j`` (AP-10K 51..67;
-COCO-17 51..69, as the official Human-Art maps), 0 is background. The SPR module later looks an
+COCO-17 51..69, as the official Human-Art maps), 0 is background. A schema file with more than
+50 keypoints puts its limbs right after them (``schema.limb_index_offset``: K + 1 + j). The SPR module later looks an
 embedding up per pixel from these values, so the map must be resized with NEAREST only (values are
 labels, not intensities).
 """
@@ -32,12 +33,13 @@ def render_index_map(
     """
     schema = get_schema(sample.schema)
     canvas = np.zeros((transform.height, transform.width), dtype=np.uint8)
+    limb_offset = schema.limb_index_offset  # 51 up to 50 keypoints (LIMB_INDEX_OFFSET), K + 1 above
     return draw_pose(
         canvas,
         sample,
         transform,
         schema.index_map_limbs,
-        lambda j: LIMB_INDEX_OFFSET + j,
+        lambda j: limb_offset + j,
         lambda k: KEYPOINT_INDEX_OFFSET + k,
         stick_width,
         radius,

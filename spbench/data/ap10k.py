@@ -17,7 +17,7 @@ from pathlib import Path
 
 from spbench.data.cleaning import clean_annotations, pick_image_root, read_annotation_file
 from spbench.data.records import KPT_PLACEHOLDER, Sample, Split
-from spbench.schemas import AP10K
+from spbench.schemas import AP10K, KeypointSchema
 
 SPLITS = tuple(f"{part}-split{k}" for k in (1, 2, 3) for part in ("train", "val", "test"))
 DEFAULT_SPLIT = "val-split1"  # the paper evaluates on val-split1
@@ -82,15 +82,18 @@ def read_ap10k(
     *,
     dataset: str = "ap10k",
     split: str | None = None,
+    schema: KeypointSchema | None = None,
 ) -> Split:
     """Read one AP-10K annotation file into a Split (samples sorted by image id).
 
     ``data_root`` is the folder holding ``annotations/`` and ``data/``; without it, the folder is
-    inferred from the annotation file's location.
+    inferred from the annotation file's location. ``schema`` (default AP-10K's) says how many
+    keypoints each annotation holds, and under which field.
     """
     ann_file = Path(ann_file)
-    doc = read_annotation_file(ann_file, AP10K.num_keypoints)
-    kept, stats = clean_annotations(doc)
+    schema = schema or AP10K
+    doc = read_annotation_file(ann_file, schema.num_keypoints, keypoint_field=schema.annotation_key)
+    kept, stats = clean_annotations(doc, schema.annotation_key)
 
     files = [c.image["file_name"] for c in kept]
     image_root = pick_image_root(_image_folder_candidates(ann_file, data_root), files)
@@ -106,7 +109,7 @@ def read_ap10k(
                 file=c.image["file_name"],
                 width=int(c.image["width"]),
                 height=int(c.image["height"]),
-                schema=AP10K.name,
+                schema=schema.name,
                 instances=c.instances,
                 prompt_template=prompt_template(image_id, [i.category for i in c.instances], background),
                 scene=background,

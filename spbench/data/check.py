@@ -66,6 +66,9 @@ def format_summary(summary: dict, max_listed: int = 12) -> Table:
         if key in summary:
             table.add_row(label, str(summary[key]))
     table.add_row("categories", _counts(summary["categories"], max_listed))
+    if isinstance(summary.get("cross_species"), dict):  # spbench.data.cross_species: categories are the prompted species
+        used = summary["cross_species"].get("used") or {}
+        table.add_row("cross-species pairs (pose → prompt)", ", ".join(f"{a} → {b}" for a, b in used.items()))
     table.add_row("scenes", _counts(summary["scenes"], max_listed))
     return table
 
@@ -77,12 +80,13 @@ def _counts(counts: dict, max_listed: int) -> str:
 
 
 def data_check_report(
-    dataset: str, split: str | None = None, data_root: str | None = None, ann: str | None = None
+    dataset: str, split: str | None = None, data_root: str | None = None, ann: str | None = None,
+    schema: str | None = None,
 ) -> tuple[dict, Table]:
     """Load a split without failing on missing images (they are counted) and summarise it; an
     image that does not decode or whose size disagrees with the annotation is an error."""
     _, ann_file = resolve_annotation_file(dataset, split, data_root, ann)
-    loaded = load_split(dataset, split, data_root, ann, check_images=False)
+    loaded = load_split(dataset, split, data_root, ann, check_images=False, schema=schema)
     check_image_files(loaded, ann_file)
     summary = summarize(loaded)
     summary["annotation_file"] = str(ann_file)

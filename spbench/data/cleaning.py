@@ -64,8 +64,10 @@ class CleanImage:
 # Reading and checking the file
 
 
-def read_annotation_file(path: str | os.PathLike, num_keypoints: int, missing_hint: str = "") -> dict:
-    """Load a COCO-style keypoint file and check every field the readers use."""
+def read_annotation_file(path: str | os.PathLike, num_keypoints: int, missing_hint: str = "",
+                         keypoint_field: str = "keypoints") -> dict:
+    """Load a COCO-style keypoint file and check every field the readers use (the keypoints
+    under ``keypoint_field``: a schema file may name another, e.g. Human-Art's keypoints_21)."""
     path = Path(path)
     if not path.is_file():
         fix = missing_hint or "check the path"
@@ -80,11 +82,11 @@ def read_annotation_file(path: str | os.PathLike, num_keypoints: int, missing_hi
         ) from None
     except UnicodeDecodeError:
         raise SpbenchError(f"{path}: not a UTF-8 text file; expected a COCO-style annotation JSON") from None
-    check_coco_document(doc, num_keypoints, str(path))
+    check_coco_document(doc, num_keypoints, str(path), keypoint_field)
     return doc
 
 
-def check_coco_document(doc, num_keypoints: int, where: str) -> None:
+def check_coco_document(doc, num_keypoints: int, where: str, keypoint_field: str = "keypoints") -> None:
     """Raise a one-line SpbenchError at the first field the readers cannot use."""
 
     def fail(field: str, expected: str, got: str) -> NoReturn:
@@ -150,26 +152,25 @@ def check_coco_document(doc, num_keypoints: int, where: str) -> None:
                  _short_repr(bbox))
         if "area" in ann and not (_is_finite(ann["area"]) and ann["area"] >= 0):
             fail(f"annotations[{i}].area", "a finite number >= 0", _short_repr(ann["area"]))
-        kpts = ann.get("keypoints")
+        kpts = ann.get(keypoint_field)
         n_values = 3 * num_keypoints
+        field = f"annotations[{i}].{keypoint_field}"
         if not isinstance(kpts, list):
-            fail(f"annotations[{i}].keypoints", f"a list of {n_values} numbers (x, y, v per keypoint)",
-                 _short_repr(kpts))
+            fail(field, f"a list of {n_values} numbers (x, y, v per keypoint)", _short_repr(kpts))
         if len(kpts) != n_values:
-            fail(f"annotations[{i}].keypoints",
-                 f"{n_values} numbers ({num_keypoints} keypoints x (x, y, v))", f"{len(kpts)} numbers")
+            fail(field, f"{n_values} numbers ({num_keypoints} keypoints x (x, y, v))", f"{len(kpts)} numbers")
         if not all(_is_number(v) for v in kpts):
-            fail(f"annotations[{i}].keypoints", "numbers only",
+            fail(field, "numbers only",
                  _short_repr(next(v for v in kpts if not _is_number(v))))
         bad = next((j for j, v in enumerate(kpts) if not _is_finite(v)), None)
         if bad is not None:
             # Not "out of frame": a NaN or infinite coordinate is a broken value, not a position.
-            fail(f"annotations[{i}].keypoints",
+            fail(field,
                  "finite numbers (a NaN or infinite value is not an out-of-frame keypoint; "
                  "write 0, 0, 0 for an unlabelled one)",
                  f"{kpts[bad]!r} at keypoint {bad // 3} ({'xyv'[bad % 3]})")
         if any(v not in (0, 1, 2) for v in kpts[2::3]):
-            fail(f"annotations[{i}].keypoints", "visibility flags 0, 1 or 2",
+            fail(field, "visibility flags 0, 1 or 2",
                  _short_repr(next(v for v in kpts[2::3] if v not in (0, 1, 2))))
 
 
@@ -207,8 +208,8 @@ def _short_repr(v, limit: int = 60) -> str:
 # Cleaning
 
 
-def clean_annotations(doc: dict) -> tuple[list[CleanImage], dict]:
-    """Apply the cleaning rules to a checked document.
+def clean_annotations(doc: dict, keypoint_field: str = "keypoints") -> tuple[list[CleanImage], dict]:
+    """Apply the cleaning rules to a checked document (keypoints read from ``keypoint_field``).
 
     Returns the kept images sorted by image id (each with its kept instances in file order) and
     the stats dict (see the module docstring).
@@ -225,7 +226,7 @@ def clean_annotations(doc: dict) -> tuple[list[CleanImage], dict]:
             stats["crowd_instances"] += 1
             continue
         image = images_by_id[ann["image_id"]]
-        keypoints, n_out = _keypoints_in_frame(ann["keypoints"], image["width"], image["height"])
+        keypoints, n_out = _keypoints_in_frame(ann[keypoint_field], image["width"], image["height"])
         stats["keypoints_out_of_frame"] += n_out
         if not any(v > 0 for _, _, v in keypoints):
             stats["zero_visible_instances"] += 1  # kept below if its image has a labelled instance

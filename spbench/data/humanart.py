@@ -15,7 +15,7 @@ from pathlib import Path
 from spbench.data.cleaning import clean_annotations, pick_image_root, read_annotation_file
 from spbench.data.records import KPT_PLACEHOLDER, Sample, Split
 from spbench.errors import SpbenchError
-from spbench.schemas import COCO17
+from spbench.schemas import COCO17, KeypointSchema
 
 SPLITS = ("validation", "training")
 DEFAULT_SPLIT = "validation"
@@ -47,17 +47,21 @@ def read_humanart(
     *,
     dataset: str = "humanart",
     split: str | None = None,
+    schema: KeypointSchema | None = None,
 ) -> Split:
-    """Read one Human-Art annotation file into a Split (samples sorted by image id)."""
+    """Read one Human-Art annotation file into a Split (samples sorted by image id). ``schema``
+    (default COCO-17) says how many keypoints each annotation holds, and under which field (a
+    schema file for Human-Art's 21 keypoints names ``keypoints_21``)."""
     ann_file = Path(ann_file)
-    doc = read_annotation_file(ann_file, COCO17.num_keypoints)
+    schema = schema or COCO17
+    doc = read_annotation_file(ann_file, schema.num_keypoints, keypoint_field=schema.annotation_key)
     for i, img in enumerate(doc["images"]):
         if not isinstance(img.get("description"), str):
             raise SpbenchError(
                 f"{ann_file}: images[{i}].description: expected the image caption (a string), "
                 f"got {img.get('description')!r:.60}"
             )
-    kept, stats = clean_annotations(doc)
+    kept, stats = clean_annotations(doc, schema.annotation_key)
 
     files = [c.image["file_name"] for c in kept]
     image_root = pick_image_root(_root_candidates(ann_file, data_root), files)
@@ -69,7 +73,7 @@ def read_humanart(
             file=c.image["file_name"],
             width=int(c.image["width"]),
             height=int(c.image["height"]),
-            schema=COCO17.name,
+            schema=schema.name,
             instances=c.instances,
             prompt_template=prompt_template(c.image["description"]),
             scene=str(c.image.get("category", "")),

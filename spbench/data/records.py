@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from spbench.schemas import SCHEMAS, get_schema
+
 # The placeholder that keypoint-token methods replace with " <tok, tok, ...>" (official format).
 KPT_PLACEHOLDER = "<KPT>"
 
@@ -126,11 +128,17 @@ class Split:
 
 
 def split_hash(samples) -> str:
-    """sha256 over the canonical JSON of the samples (order matters), first 16 hex digits."""
+    """sha256 over the canonical JSON of the samples (order matters), first 16 hex digits; for
+    samples of a schema file, the file's sha256 too (built-in schemas add nothing)."""
     h = hashlib.sha256()
+    file_schemas = set()
     for s in samples:
         d = s.to_dict()
         d.pop("extra", None)
         h.update(json.dumps(d, sort_keys=True, separators=(",", ":")).encode())
         h.update(b"\n")
+        if s.schema not in SCHEMAS:
+            file_schemas.add(s.schema)
+    for name in sorted(file_schemas):
+        h.update(f"schema {name} sha256 {get_schema(name).sha256}\n".encode())
     return h.hexdigest()[:16]

@@ -3,7 +3,10 @@
 ``ap10k`` and ``humanart`` read the user's download (``--data-root``, or one ``--ann FILE``);
 ``sample-ap10k`` and ``sample-humanart`` are the small synthetic sets shipped in the package, so
 everything runs out of the box, and ``sample`` names both: its splits ``ap10k`` and ``humanart``
-are those two datasets. Every dataset is a :class:`DatasetInfo` in ``DATASETS`` (a
+are those two datasets. ``coco-keypoints`` reads any COCO-format keypoint file (``--ann FILE``),
+with as many keypoints as the keypoint schema (``dataset.schema``: a schema file) has.
+``ap10k-cross`` (and the sample's split ``ap10k-cross``, dataset ``sample-ap10k-cross``) is AP-10K
+under the cross-species protocol (:mod:`spbench.data.cross_species`). Every dataset is a :class:`DatasetInfo` in ``DATASETS`` (a
 :class:`spbench.registry.Registry`); nothing below asks for a dataset by name.
 """
 
@@ -14,10 +17,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spbench.data import ap10k, humanart
+from spbench.data import ap10k, coco_keypoints, humanart
 from spbench.data.records import Split
 from spbench.errors import SpbenchError
 from spbench.registry import Registry, did_you_mean, import_target
+from spbench.schema_files import resolve_schema
+from spbench.schemas import KeypointSchema
 
 SAMPLE_ROOT = Path(__file__).resolve().parent / "sample"
 
@@ -31,7 +36,8 @@ class DatasetInfo:
     splits: tuple[str, ...]
     # How to find the folder that holds annotations/ (shown in errors).
     data_root_hint: str = ""
-    # "module:function" reading (ann_file, data_root, dataset=, split=) into a Split.
+    # "module:function" reading (ann_file, data_root, dataset=, split=[, schema=]) into a Split;
+    # schema= (a KeypointSchema) is passed only when dataset.schema asks for one.
     reader: str = ""
     # "module:function" giving a download's annotation file from (data_root, split).
     annotation: str = ""
@@ -67,9 +73,15 @@ for _info in (
         reader="spbench.data.humanart:read_humanart", annotation="spbench.data.humanart:annotation_file",
     ),
     DatasetInfo(
+        "ap10k-cross", "AP-10K poses prompted as a species of another family (cross-species protocol, paper Fig. 12)",
+        "ap10k", ap10k.DEFAULT_SPLIT, ap10k.SPLITS,
+        "the AP-10K folder that holds annotations/ and data/",
+        reader="spbench.data.cross_species:read_ap10k_cross", annotation="spbench.data.ap10k:annotation_file",
+    ),
+    DatasetInfo(
         "sample", "small synthetic sample shipped with spbench (not real dataset images)",
-        "ap10k or coco17", "ap10k", ("ap10k", "humanart"),
-        split_datasets={"ap10k": "sample-ap10k", "humanart": "sample-humanart"},
+        "ap10k or coco17", "ap10k", ("ap10k", "humanart", "ap10k-cross"),
+        split_datasets={"ap10k": "sample-ap10k", "humanart": "sample-humanart", "ap10k-cross": "sample-ap10k-cross"},
     ),
     DatasetInfo(
         "sample-ap10k", "the sample's AP-10K-like split (synthetic; `--dataset sample --split ap10k`)",
@@ -83,6 +95,20 @@ for _info in (
         files=(SAMPLE_ROOT / "humanart" / "HumanArt" / "annotations" / "validation_humanart.json",
                SAMPLE_ROOT / "humanart"),
         record_name="sample", stands_in_for="humanart",
+    ),
+    DatasetInfo(
+        "sample-ap10k-cross", "the sample's AP-10K-like split under the cross-species protocol (synthetic; "
+        "`--dataset sample --split ap10k-cross`)",
+        "ap10k", "ap10k-cross", ("ap10k-cross",), reader="spbench.data.cross_species:read_ap10k_cross",
+        files=(SAMPLE_ROOT / "ap10k" / "annotations" / "ap10k-sample.json", SAMPLE_ROOT / "ap10k"),
+        record_name="sample", stands_in_for="ap10k-cross",
+    ),
+    DatasetInfo(
+        "coco-keypoints", "any COCO-format keypoint file (--ann FILE); K keypoints per dataset.schema "
+        "(a schema file; default COCO-17)", "coco17", coco_keypoints.DEFAULT_SPLIT, (coco_keypoints.DEFAULT_SPLIT,),
+        "the folder the annotation file's file_name entries are relative to",
+        reader="spbench.data.coco_keypoints:read_coco_keypoints",
+        annotation="spbench.data.coco_keypoints:annotation_file",
     ),
 ):
     DATASETS.register(_info.name, _info)
@@ -155,12 +181,14 @@ def load_split(
     data_root: str | None = None,
     ann: str | None = None,
     check_images: bool = True,
+    schema: str | KeypointSchema | None = None,
 ) -> Split:
     """Read, check and clean one split; Split.stats carries the cleaning counts.
 
     With ``check_images`` a missing image file is an error; without, missing files are counted
     in ``stats["missing_images"]``. A dataset shipped in the package (the sample) ignores
-    ``data_root``, so a configured root does not get in its way.
+    ``data_root``, so a configured root does not get in its way. ``schema`` (``dataset.schema``:
+    a built-in name or a schema file) replaces the dataset's own keypoint schema.
     """
     split_name, ann_file = resolve_annotation_file(dataset, split, data_root, ann)
     info = dataset_of_split(dataset, split_name if get_dataset(dataset).split_datasets else None)
@@ -174,10 +202,12 @@ def load_split(
         raise SpbenchError(f"{ann_file}: annotation file not found; {fix}")
 
     reader = import_target(info.reader)
+    chosen = resolve_schema(schema)
+    extra = {} if chosen is None else {"schema": chosen}
     if info.files is not None:
-        result = reader(ann_file, info.files[1], dataset=info.record_name or info.name, split=split_name)
+        result = reader(ann_file, info.files[1], dataset=info.record_name or info.name, split=split_name, **extra)
     else:
-        result = reader(ann_file, data_root, dataset=dataset, split=split_name)
+        result = reader(ann_file, data_root, dataset=dataset, split=split_name, **extra)
 
     missing = [p for p in (result.image_path(s) for s in result.samples) if not os.path.isfile(p)]
     if missing and check_images:

@@ -40,6 +40,11 @@ class Method(ABC):
     # What the harness, the metrics and `spbench train` ask a method (never its name):
     # whether it generates with Stable Diffusion (models.base; a profile without one cannot run it),
     uses_base_model: ClassVar[bool] = True
+    # the models.<role> of that base model (another than SD1.5's "base" is a departure from the paper),
+    base_model: ClassVar[str] = "base"
+    # its recommended settings (dotted key -> value, e.g. {"generation.steps": 30}): over the
+    # profile, under flags and --set; recorded as method.recommended (spbench.config.apply_recommended),
+    recommended: ClassVar[dict[str, object]] = {}
     # the models.<role> that --checkpoint stands in for (the config then shows it there; None: none),
     checkpoint_model: ClassVar[str | None] = None
     # whether its conditions (or images) are made from the dataset's image files (request.image_path),

@@ -27,7 +27,8 @@ class RealImageMethod(Method):
     reads_reference_images = True
     returns_dataset_images = True
     # The real images are FID's reference: their FID is not a result (the paper shows "—").
-    not_applicable = {"fid": "not applicable to the Real Image row"}
+    not_applicable = {"fid": "not applicable to the Real Image row",
+                      "diversity": "the Real Image row has one image per prompt: nothing to compare it with"}
 
     def condition_image(self, request: Request) -> Image.Image:
         try:

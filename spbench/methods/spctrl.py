@@ -28,7 +28,8 @@ DEFAULT_OPTIONS: dict = {
     "learnable_e0": False,
     "detach_kpt_grad_from_sks": False,
     "layer_version": None,       # null | sigmoid_version (official variant of the SPR layer)
-    "limb_schema": "ap10k",      # keypoint pairs behind limb rows for interp_kpt (official: AP-10K's)
+    "limb_schema": "ap10k",      # keypoint pairs behind limb rows for interp_kpt (official: AP-10K's);
+                                 # with a schema file: that schema (its K keypoints and whole skeleton)
     "seed": 0,                   # seeds E0 and the SPR's initial weights (from the UNet only)
     "keypoint_tokens": True,     # KCL tokens in the prompt
     "learned_embeds": None,      # learned_embeds.bin (default: the checkpoint folder's, or its parent's)
@@ -91,6 +92,7 @@ class SPCtrlMethod(Method):
         self.variant = context.variant
         self.options = resolve_options(self.variant, dict(context.method_options))
         self.schema = run_schema(context.config)
+        self._check_limb_schema("limb_schema" in context.method_options)
         self.model = None
         # A hub checkpoint's learned_embeds.bin is found when it is downloaded, in load().
         self.learned_path = self.options["learned_embeds"] or default_learned_path(self.checkpoint)
@@ -98,6 +100,20 @@ class SPCtrlMethod(Method):
         if self.kcl.enabled and self.checkpoint and Path(self.checkpoint).is_dir():
             # A local checkpoint is checked now, before any work; a hub one once downloaded, in load().
             require_learned_path(self.learned_path, self.checkpoint, self.options["allow_untrained_tokens"], "spctrl")
+
+    def _check_limb_schema(self, chosen: bool) -> None:
+        """The SPR's tables follow the keypoint set: a schema file's run sizes them by that
+        schema (K keypoints, its whole skeleton) unless method.options.limb_schema names one;
+        whichever is used must have the run's keypoint count."""
+        from spbench.schemas import get_schema
+
+        run = get_schema(self.schema)
+        if run.from_file and not chosen:
+            self.options["limb_schema"] = run.name
+        limb = get_schema(self.options["limb_schema"])
+        if limb.num_keypoints != run.num_keypoints:
+            raise SpbenchError(f"method.options.limb_schema={limb.name} has {limb.num_keypoints} keypoints but the run's "
+                               f"keypoint schema {run.name} has {run.num_keypoints}: drop the option or set it to {run.name}")
 
     @property
     def checkpoint(self) -> str | None:

@@ -11,7 +11,8 @@ Conventions (recorded in the result's ``evaluation.clip``):
 - images: CLIP's own processor (ViT-L/14: shortest side to 224, bicubic, centre crop 224);
 - grouping (``evaluation.clip_group_by``): ``auto`` (default) is the species (the first
   instance's category) for AP-10K and the scene for Human-Art (whose images are labelled by
-  scene: its JSON calls that field ``category``; every instance is a ``person``); ``category``,
+  scene: its JSON calls that field ``category``; every instance is a ``person``), and for a
+  schema file its ``clip_group_by`` (default the category); ``category``,
   ``scene`` and ``none`` (one group: the plain mean) can be set explicitly;
 - per k and over all k pooled; spread: mean and sample std of the score over k.
 """
@@ -22,6 +23,7 @@ import statistics
 
 from spbench.errors import SpbenchError
 from spbench.metrics.base import Evaluator, spread_over_k
+from spbench.schemas import SCHEMAS, get_schema
 
 GROUP_RULES = ("auto", "category", "scene", "none")
 GROUP_WORDS = {"category": "the sample's first instance category (AP-10K: species)",
@@ -32,7 +34,9 @@ def resolve_group_by(rule: str, schema_name: str) -> str:
     if rule not in GROUP_RULES:
         raise SpbenchError(f"unknown evaluation.clip_group_by {rule!r}: use one of {', '.join(GROUP_RULES)}")
     if rule == "auto":
-        return "scene" if schema_name == "coco17" else "category"
+        if schema_name in SCHEMAS:
+            return "scene" if schema_name == "coco17" else "category"
+        return get_schema(schema_name).clip_group_by or "category"  # a schema file's choice
     return rule
 
 

@@ -26,8 +26,9 @@ from spbench.run.folder import RunFolder
 # Image-decoding threads for scoring (decoding is host work a GPU waits for).
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 
-# Pose-scoring protocols (README "Fidelity"); "all" is the old name of "canvas".
-PROTOCOLS = ("official", "canvas")
+# Pose-scoring protocols (README "Fidelity"); "all" is the old name of "canvas". "humansd" scores
+# HumanSD's metrics in place of pose, fid and clip (spbench.metrics.humansd_protocol).
+PROTOCOLS = ("official", "canvas", "humansd")
 PROTOCOL_ALIASES = {"all": "canvas"}
 
 # name -> scoring function ("module:function" of its spec, spbench.metrics.spec), imported

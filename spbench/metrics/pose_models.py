@@ -335,9 +335,11 @@ def save_tiny_vitpose(path: str | os.PathLike, num_keypoints: int = 17, num_expe
     return str(path)
 
 
-def load_pose_model(spec: str | os.PathLike | dict, dataset_index: int | None = None, device: str = "cpu"):
+def load_pose_model(spec: str | os.PathLike | dict, dataset_index: int | None = None, device: str = "cpu",
+                    num_keypoints: int = 17):
     """``"oracle"``, ``"perturbed-oracle[:SEED]"``, ``"tiny://vitpose"`` or a hub id / folder of a
-    transformers ViTPose.
+    transformers ViTPose. ``num_keypoints``: the keypoint schema's K, the heatmaps the tiny ViTPose's
+    head is built with (a real model's head is what its checkpoint has, checked against the schema).
 
     A dict spec: ``{"model": ..., "dataset_index": ..., "batch_size": ..., "flip_test": ...}``.
     The tiny model gets enough experts for ``dataset_index`` so expert routing is exercised.
@@ -361,7 +363,7 @@ def load_pose_model(spec: str | os.PathLike | dict, dataset_index: int | None = 
         return oracle
     if is_tiny(spec, TINY_VITPOSE, "pose model"):
         experts = 1 if dataset_index is None else max(2, dataset_index + 1)
-        model, processor = tiny_builder(spec)(17, experts)
+        model, processor = tiny_builder(spec)(num_keypoints, experts)
         return VitPosePoseModel.from_modules(model, processor, name=spec, dataset_index=dataset_index, device=device, **kwargs)
     if _looks_like_path(spec) and not os.path.isdir(spec):
         raise SpbenchError(

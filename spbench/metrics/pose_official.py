@@ -34,6 +34,7 @@ from spbench.canvas import CanvasTransform
 from spbench.data.records import Sample
 from spbench.errors import SpbenchError
 from spbench.metrics.topdown_boxes import CropBox, topdown_boxes
+from spbench.schemas import get_schema
 
 
 @dataclass(frozen=True)
@@ -83,9 +84,18 @@ OFFICIAL: dict[str, OfficialPose] = {
 
 
 def official_settings(schema: str) -> OfficialPose:
+    """The official settings of a built-in schema's dataset; a schema file borrows those of the
+    built-in schema its ``official_protocol`` names (crop, decoding, NMS: its own sigmas and flip pairs)."""
     if schema not in OFFICIAL:
+        try:
+            borrowed = get_schema(schema).official_protocol
+        except SpbenchError:  # not a schema at all: the message below says what the protocol covers
+            borrowed = None
+        if borrowed in OFFICIAL:
+            return dataclasses.replace(OFFICIAL[borrowed], source=OFFICIAL[borrowed].source + f"; applied to keypoint "
+                                       f"schema {schema} (its schema file's official_protocol: {borrowed})")
         raise SpbenchError(f"the official pose protocol is defined for AP-10K and Human-Art, not keypoint schema "
-                           f"{schema!r}: use --protocol canvas")
+                           f"{schema!r}: use --protocol canvas (or name official_protocol: ap10k or coco17 in its schema file)")
     return OFFICIAL[schema]
 
 

@@ -36,7 +36,7 @@ def score_pose(ctx: ScoringContext, rows: list[dict], progress=None) -> PoseEval
                              "images": "every k", "spread": "mean and sample std (ddof=1) of AP over k"}
     if not rows:
         return evaluator
-    model = load_pose_model(spec, dataset_index=index, device=ctx.device)
+    model = load_pose_model(spec, dataset_index=index, device=ctx.device, num_keypoints=schema.num_keypoints)
     return ctx.score_on_canvas(model, evaluator, rows, ctx.config["evaluation"]["pose_batch_size"], progress,
                                "scoring pose")
 
@@ -68,7 +68,7 @@ def _score_pose_official(ctx: ScoringContext, rows: list[dict], progress, schema
     }
     if not rows:
         return evaluator
-    model = load_pose_model(spec, dataset_index=index, device=ctx.device)
+    model = load_pose_model(spec, dataset_index=index, device=ctx.device, num_keypoints=schema.num_keypoints)
     for batch, images in ctx.scored_batches(rows, ctx.config["evaluation"]["pose_batch_size"], progress, "scoring pose"):
         for r in batch:
             if r["canvas"].get("mode", "stretch") != "stretch":

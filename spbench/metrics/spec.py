@@ -49,6 +49,18 @@ METRIC_SPECS: dict[str, MetricSpec] = {
                    rows=(("FID", "fid"),)),
         MetricSpec("det", "spbench.metrics.detection_scoring:score_detection", "AP75", "Det AP.75", HIGHER,
                    rows=(("det AP75", "AP75"), ("det AP", "AP"), ("det AP50", "AP50"))),
+        MetricSpec("diversity", "spbench.metrics.diversity_scoring:score_diversity", "lpips", "LPIPS diversity", HIGHER,
+                   fmt="{:.3f}", rows=(("LPIPS diversity", "lpips"), ("Vendi (DINOv2)", "vendi"))),
+        # HumanSD's protocol (--protocol humansd; spbench.metrics.humansd_protocol).
+        MetricSpec("humansd-pose", "spbench.metrics.humansd_pose_scoring:score_humansd_pose", "AP", "AP (HumanSD)", HIGHER,
+                   rows=(("HumanSD AP", "AP"), ("HumanSD AP(m)", "AP_m"), ("HumanSD AR", "AR"), ("HumanSD CAP", "CAP"),
+                         ("HumanSD PCE ↓", "PCE"))),
+        MetricSpec("humansd-fid", "spbench.metrics.humansd_quality_scoring:score_humansd_fid", "fid", "FID (HumanSD)",
+                   LOWER, rows=(("HumanSD FID (64-d)", "fid"),)),
+        MetricSpec("humansd-kid", "spbench.metrics.humansd_quality_scoring:score_humansd_kid", "kid", "KID (HumanSD)",
+                   LOWER, fmt="{:.4f}", rows=(("HumanSD KID", "kid"), ("HumanSD KID x10", "kid_x10"))),
+        MetricSpec("humansd-clip", "spbench.metrics.humansd_clip_scoring:score_humansd_clip", "score", "CLIPSIM (HumanSD)",
+                   HIGHER, rows=(("HumanSD CLIPSIM", "score"),)),
     )
 }
 

@@ -112,7 +112,7 @@ def prompt_length(tokenizer, prompt: str) -> tuple[int, bool]:
 
 
 def keypoint_name_embeddings(tokenizer, text_encoder, schema: KeypointSchema) -> torch.Tensor:
-    """[17, D] pooled CLIP text embeddings of the keypoint names ("left front paw"): SPR's
+    """[K, D] pooled CLIP text embeddings of the keypoint names ("left front paw"): SPR's
     text-initialised E0, as the official script computes it."""
     inputs = tokenizer(list(schema.descriptions), padding="max_length", max_length=tokenizer.model_max_length,
                        truncation=True, return_tensors="pt")

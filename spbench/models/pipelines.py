@@ -29,8 +29,9 @@ def controlnet_pipeline(sd: SDComponents, controlnet, scheduler: str):
     return build_pipeline(StableDiffusionControlNetPipeline, sd, scheduler, controlnet=controlnet)
 
 
-# The modules a pipeline runs at every denoising step (a T2I-Adapter runs once per call).
-STEP_MODULES = ("unet", "controlnet")
+# The modules a pipeline runs at every denoising step (a T2I-Adapter runs once per call); SD3 and
+# FLUX pipelines denoise with a "transformer".
+STEP_MODULES = ("unet", "transformer", "controlnet")
 
 
 def compile_step_modules(method) -> list[str]:
@@ -44,7 +45,7 @@ def compile_step_modules(method) -> list[str]:
     modules = {name: m for name, m in modules.items() if isinstance(m, torch.nn.Module)}
     if not modules:
         raise SpbenchError(f"generation.compile=true: method {method.name!r} has no diffusers pipeline (.pipe) with a "
-                           "UNet or ControlNet to compile; run it with generation.compile=false")
+                           "UNet, transformer or ControlNet to compile; run it with generation.compile=false")
     for module in modules.values():
         module.compile()
     return list(modules)

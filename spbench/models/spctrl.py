@@ -78,6 +78,7 @@ class SPCtrlControlNetModel(ControlNetModel):
             detach_kpt_grad_from_sks=spatext_detach_kpt_grad_from_sks,
             layer_version=spatext_layer_version,
             limbs=get_schema(spatext_limb_schema).indexed_limbs,
+            num_keypoints=get_schema(spatext_limb_schema).num_keypoints,
         )
 
     @classmethod
@@ -100,7 +101,9 @@ class SPCtrlControlNetModel(ControlNetModel):
         """Start from scratch: the UNet's encoder (``ControlNetModel.from_unet``) plus a new SPR.
 
         ``init_embedding`` [17, D] is E0 (e.g. keypoint-name text embeddings; ``init_emb`` records
-        where it came from); None: ``randn`` seeded with ``seed``.
+        where it came from); None: ``randn`` seeded with ``seed``. ``limb_schema`` names the
+        keypoint schema behind the SPR's tables: its keypoint count (rows of E0) and its limbs
+        (the official: AP-10K's 17, whatever the dataset; a schema file's K and skeleton).
         """
         model = super().from_unet(unet, conditioning_channels=cond_channels, **controlnet_kwargs)
         settings = dict(
@@ -117,7 +120,7 @@ class SPCtrlControlNetModel(ControlNetModel):
             cond_channels, init_embedding=init_embedding, seed=seed, skeleton_type=skeleton_type,
             learnable_e0=learnable_e0, learnable_skeleton=learnable_skeleton,
             detach_kpt_grad_from_sks=detach_kpt_grad_from_sks, layer_version=layer_version,
-            limbs=get_schema(limb_schema).indexed_limbs,
+            limbs=get_schema(limb_schema).indexed_limbs, num_keypoints=get_schema(limb_schema).num_keypoints,
         )
         return model
 

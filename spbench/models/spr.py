@@ -3,6 +3,8 @@
 Fixed inputs ``E0`` [17, 768] go through an MLP ``G`` (Linear 768→256, three blocks of
 [Linear, GELU, Dropout, Linear, Dropout] each followed by LayerNorm, Linear 256→C'); pixel value
 k+1 of the index map gets ``G(E0)[k]``, limb value 51+j gets skeleton row j, everything else 0.
+For a schema file's keypoint set, K rows of E0 and one skeleton row per limb of its skeleton,
+limb j at ``limb_index_offset(K) + j`` (51 + j up to 50 keypoints; :mod:`spbench.schemas`).
 Parameter names follow the official checkpoint (``spatext_embedding.`` prefix there), so its
 weights load unchanged. :meth:`forward` builds a 256-row lookup table and gathers once;
 :meth:`forward_masked` is the official loop over masks, kept as the reference it must equal.
@@ -14,9 +16,9 @@ import torch
 from torch import nn
 
 from spbench.errors import SpbenchError
-from spbench.schemas import AP10K, KEYPOINT_INDEX_OFFSET, LIMB_INDEX_OFFSET
+from spbench.schemas import AP10K, KEYPOINT_INDEX_OFFSET, limb_index_offset
 
-NUM_KEYPOINTS = 17
+NUM_KEYPOINTS = 17  # the official SPR's (AP-10K, COCO-17); a schema file's K otherwise
 NUM_LIMBS = 17
 EMBEDDING_DIM = 768
 HIDDEN_DIM = 256
@@ -45,6 +47,10 @@ class SpatialPoseRepresentation(nn.Module):
     it E0 is ``randn(17, 768)`` from a generator seeded with ``seed``, which also seeds the MLP's
     initialisation. ``limbs`` are the 17 keypoint pairs behind limb values 51..67, used only by
     ``skeleton_type="interp_kpt"`` (the official code always uses AP-10K's).
+
+    ``num_keypoints`` (K) and ``limbs`` size the tables for another keypoint set: E0 [K, 768],
+    one skeleton row per limb, limb j at index value ``limb_index_offset(K) + j``. The defaults
+    are the official SPR's.
     """
 
     def __init__(
@@ -62,9 +68,13 @@ class SpatialPoseRepresentation(nn.Module):
         limbs: tuple[tuple[int, int], ...] = AP10K.indexed_limbs,
         hidden_dim: int = HIDDEN_DIM,
         dropout: float = DROPOUT,
+        num_keypoints: int = NUM_KEYPOINTS,
     ):
         super().__init__()
-        _check_settings(cond_channels, skeleton_type, learnable_skeleton, layer_version, limbs)
+        _check_settings(cond_channels, skeleton_type, learnable_skeleton, layer_version, limbs, num_keypoints)
+        self.num_keypoints = num_keypoints
+        self.num_limbs = len(limbs)
+        self.limb_offset = limb_index_offset(num_keypoints)
         self.cond_channels = cond_channels
         self.skeleton_type = skeleton_type
         self.detach_kpt_grad_from_sks = detach_kpt_grad_from_sks
@@ -73,17 +83,18 @@ class SpatialPoseRepresentation(nn.Module):
 
         generator = torch.Generator().manual_seed(seed)
         if init_embedding is None:
-            e0 = torch.randn(NUM_KEYPOINTS, embedding_dim, generator=generator)
+            e0 = torch.randn(num_keypoints, embedding_dim, generator=generator)
         else:
             e0 = torch.as_tensor(init_embedding, dtype=torch.float32).detach().clone()
-            if e0.ndim != 2 or e0.shape[0] != NUM_KEYPOINTS:
-                raise SpbenchError(f"SPR init embedding has shape {tuple(e0.shape)}: expected [{NUM_KEYPOINTS}, dim]")
+            if e0.ndim != 2 or e0.shape[0] != num_keypoints:
+                raise SpbenchError(f"SPR init embedding has shape {tuple(e0.shape)}: expected [{num_keypoints}, dim]")
+        n_limbs = self.num_limbs
         skeleton = {
-            "one": lambda: torch.ones(NUM_LIMBS, cond_channels),
-            "zero": lambda: torch.zeros(NUM_LIMBS, cond_channels),
-            "rand": lambda: torch.randn(NUM_LIMBS, cond_channels, generator=generator),
+            "one": lambda: torch.ones(n_limbs, cond_channels),
+            "zero": lambda: torch.zeros(n_limbs, cond_channels),
+            "rand": lambda: torch.randn(n_limbs, cond_channels, generator=generator),
             # Kept (as zeros) so the checkpoint has the key; the rows are computed from keypoints.
-            "interp_kpt": lambda: torch.zeros(NUM_LIMBS, cond_channels),
+            "interp_kpt": lambda: torch.zeros(n_limbs, cond_channels),
         }[skeleton_type]()
         # Fixed tensors are buffers, so `requires_grad_(True)` on the whole model cannot make them train.
         _register(self, "keypoint_emb", e0, learnable_e0)
@@ -99,13 +110,13 @@ class SpatialPoseRepresentation(nn.Module):
             self.linear_out = nn.Linear(hidden_dim, cond_channels)
 
     def keypoint_embeddings(self) -> torch.Tensor:
-        """``G(E0)``: [17, C'] (through a sigmoid for the official "sigmoid_version")."""
+        """``G(E0)``: [K, C'] (through a sigmoid for the official "sigmoid_version")."""
         e0 = self.keypoint_emb.to(self.linear_in.weight.dtype)
         rows = self.linear_out(self.mlps(self.linear_in(e0)))
         return torch.sigmoid(rows) if self.layer_version == "sigmoid_version" else rows
 
     def skeleton_embeddings(self, keypoint_rows: torch.Tensor) -> torch.Tensor:
-        """[17, C']: the stored rows, or for "interp_kpt" the mean of each limb's two keypoint rows."""
+        """[limbs, C']: the stored rows, or for "interp_kpt" the mean of each limb's two keypoint rows."""
         if self.skeleton_type != "interp_kpt":
             return self.skeleton_emb.to(keypoint_rows.dtype)
         rows = keypoint_rows.detach() if self.detach_kpt_grad_from_sks else keypoint_rows
@@ -115,8 +126,8 @@ class SpatialPoseRepresentation(nn.Module):
         """[256, C']: row v is the embedding of index value v (zeros for background and unused values)."""
         kpt = self.keypoint_embeddings()
         sks = self.skeleton_embeddings(kpt)
-        gap = LIMB_INDEX_OFFSET - KEYPOINT_INDEX_OFFSET - NUM_KEYPOINTS
-        tail = TABLE_SIZE - LIMB_INDEX_OFFSET - NUM_LIMBS
+        gap = self.limb_offset - KEYPOINT_INDEX_OFFSET - self.num_keypoints
+        tail = TABLE_SIZE - self.limb_offset - self.num_limbs
         zeros = kpt.new_zeros
         return torch.cat([zeros(KEYPOINT_INDEX_OFFSET, self.cond_channels), kpt, zeros(gap, self.cond_channels),
                           sks, zeros(tail, self.cond_channels)])
@@ -139,10 +150,10 @@ class SpatialPoseRepresentation(nn.Module):
         sks = self.skeleton_embeddings(kpt)
         b, h, w = index_map.shape
         out = kpt.new_zeros(b, self.cond_channels, h, w)
-        for k in range(NUM_KEYPOINTS):
+        for k in range(self.num_keypoints):
             out = out + (index_map == KEYPOINT_INDEX_OFFSET + k).unsqueeze(1) * kpt[k].view(1, -1, 1, 1)
-        for j in range(NUM_LIMBS):
-            out = out + (index_map == LIMB_INDEX_OFFSET + j).unsqueeze(1) * sks[j].view(1, -1, 1, 1)
+        for j in range(self.num_limbs):
+            out = out + (index_map == self.limb_offset + j).unsqueeze(1) * sks[j].view(1, -1, 1, 1)
         return out
 
 
@@ -153,7 +164,7 @@ def _register(module: nn.Module, name: str, value: torch.Tensor, learnable: bool
         module.register_buffer(name, value)
 
 
-def _check_settings(cond_channels, skeleton_type, learnable_skeleton, layer_version, limbs) -> None:
+def _check_settings(cond_channels, skeleton_type, learnable_skeleton, layer_version, limbs, num_keypoints=NUM_KEYPOINTS) -> None:
     if not isinstance(cond_channels, int) or cond_channels < 1:
         raise SpbenchError(f"SPR channels C' = {cond_channels!r} (spatext_cond_channels / method.options.cond_channels): use an integer >= 1")
     if skeleton_type not in SKELETON_TYPES:
@@ -162,5 +173,10 @@ def _check_settings(cond_channels, skeleton_type, learnable_skeleton, layer_vers
         raise SpbenchError("SPR skeleton type 'interp_kpt' computes limb rows from keypoints, so they cannot also be learnable: drop spatext_enable_learn_sks / method.options.learnable_skeleton")
     if layer_version not in LAYER_VERSIONS:
         raise SpbenchError(f"unknown SPR layer version {layer_version!r} (spatext_layer_version): use null or 'sigmoid_version'")
-    if len(limbs) != NUM_LIMBS:
-        raise SpbenchError(f"SPR needs {NUM_LIMBS} limbs (index values {LIMB_INDEX_OFFSET}..{LIMB_INDEX_OFFSET + NUM_LIMBS - 1}), got {len(limbs)}")
+    if not isinstance(num_keypoints, int) or num_keypoints < 1:
+        raise SpbenchError(f"SPR keypoint count {num_keypoints!r}: use an integer >= 1")
+    if limb_index_offset(num_keypoints) + len(limbs) > TABLE_SIZE:
+        raise SpbenchError(f"SPR with {num_keypoints} keypoints and {len(limbs)} limbs needs index values up to "
+                           f"{limb_index_offset(num_keypoints) + len(limbs) - 1}, more than the uint8 map holds (255)")
+    if not limbs or any(not (0 <= a < num_keypoints and 0 <= b < num_keypoints) for a, b in limbs):
+        raise SpbenchError(f"SPR limbs: expected at least one pair of keypoints in 0..{num_keypoints - 1}, got {tuple(limbs)[:4]}")

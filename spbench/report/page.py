@@ -18,6 +18,8 @@ from pathlib import Path
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_text
 from spbench.metrics.spec import METRIC_SPECS
+from spbench.report.cross_species import cross_species_section
+from spbench.report.diversity import diversity_table
 from spbench.report.runs import RunView, read_run
 
 # The report's metric columns, in this order: (headline key, label) from each metric's spec.
@@ -230,7 +232,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, max_samples: int =
     for r in runs:
         for problem in r.problems:
             parts.append(f'<p class="tiny">{html.escape(r.name)}: {html.escape(problem)}</p>')
-    parts += ["<h2>Metrics</h2>", metric_table(runs)]
+    parts += ["<h2>Metrics</h2>", metric_table(runs), diversity_table(runs), cross_species_section(runs)]
 
     charts = []
     for (dataset, chart_id), (title, by_run) in category_series(runs).items():

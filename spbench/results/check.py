@@ -17,8 +17,17 @@ The expected file (YAML or JSON)::
 
 ``direction`` says which way is better: ``higher`` fails only when the value drops more than
 ``tolerance`` below ``value``, ``lower`` only when it rises more than that, ``both`` when it
-moves more than that either way. A metric the record marks invalid (e.g. AP-10K pose from a pose
-model without an AP-10K head) fails as ``invalid``; a diagnostic score (``pose@oracle.AP``, or an
+moves more than that either way.
+
+``tolerance: ci`` uses the run's own bootstrap interval over prompts (recorded with the headline,
+:mod:`spbench.results.intervals`) instead of a fixed number: ``both`` holds when the expected
+value lies within the interval; ``higher`` fails only when the whole interval lies below it (and
+counts as improved when the whole interval lies above it); ``lower`` the mirror image. It applies
+to headline metrics (``pose.AP``, ``clip.score``, ``det.AP75``, ``pose@oracle.AP``); a record
+without an interval for it (FID has none) fails as ``missing``.
+
+A metric the record marks invalid (e.g. AP-10K pose from a pose model without an AP-10K head)
+fails as ``invalid``; a diagnostic score (``pose@oracle.AP``, or an
 older record's pose scored with the oracle) is compared but marked ``(diagnostic)``. Exit status:
 0 all hold, 1 a regression, an invalid value or a missing record or metric, 2 a usage error (one
 line naming the file and field).
@@ -32,11 +41,13 @@ from pathlib import Path
 
 from spbench.errors import SpbenchError
 from spbench.metrics.spec import HIGHER, LOWER
+from spbench.results.intervals import headline_problem, record_interval
 from spbench.results.load import Loaded, load_records
 
 DIRECTIONS = (HIGHER, LOWER, "both")
 EPS = 1e-9  # float round-off allowed on top of the tolerance
 MATCH_FIELDS = ("dataset", "split", "method", "variant", "profile", "run")
+CI = "ci"  # tolerance: ci — the run's bootstrap interval
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,7 @@ class MetricSpec:
     value: float
     tolerance: float
     direction: str
+    interval: bool = False  # tolerance: ci — the record's bootstrap interval instead of ``tolerance``
 
 
 @dataclass(frozen=True)
@@ -144,10 +156,15 @@ def _entry(where: str, entry, defaults: dict) -> Expectation:
             raise SpbenchError(f"{at}.value: missing")
         if "tolerance" not in spec and "tolerance" not in defaults:
             raise SpbenchError(f"{at}.tolerance: missing (or set defaults.tolerance)")
+        tolerance = spec.get("tolerance", defaults.get("tolerance"))
+        interval = tolerance == CI
+        if interval and headline_problem(str(key)):
+            raise SpbenchError(f"{at}.tolerance: {CI!r} needs a headline metric key (pose.AP, clip.score, "
+                               f"det.AP75, ...): {headline_problem(str(key))}")
         specs.append(MetricSpec(
             str(key), _number(f"{at}.value", spec["value"]),
-            _number(f"{at}.tolerance", spec.get("tolerance", defaults.get("tolerance")), 0.0),
-            _direction(f"{at}.direction", spec.get("direction", defaults.get("direction", "both"))),
+            0.0 if interval else _number(f"{at}.tolerance", tolerance, 0.0),
+            _direction(f"{at}.direction", spec.get("direction", defaults.get("direction", "both"))), interval,
         ))
     return Expectation(match, dict(where_), tuple(specs))
 
@@ -155,13 +172,21 @@ def _entry(where: str, entry, defaults: dict) -> Expectation:
 # -- comparing -------------------------------------------------------------------------------------
 
 
-def status(spec: MetricSpec, value: float | None, invalid: str | None = None) -> str:
+def status(spec: MetricSpec, value: float | None, invalid: str | None = None, interval=None) -> str:
     """ok, improved (beyond tolerance in the good direction: passes), regressed, missing, or
-    invalid (the record says the value is not a valid score)."""
+    invalid (the record says the value is not a valid score). ``interval``: the record's (low,
+    high) for ``tolerance: ci``."""
     if invalid:
         return "invalid"
-    if value is None:
+    if value is None or (spec.interval and not isinstance(interval, tuple)):
         return "missing"
+    if spec.interval:
+        low, high = interval
+        if spec.direction == "both":
+            return "ok" if low - EPS <= spec.value <= high + EPS else "regressed"
+        worse, better = (high < spec.value - EPS, low > spec.value + EPS) if spec.direction == HIGHER \
+            else (low > spec.value + EPS, high < spec.value - EPS)
+        return "regressed" if worse else "improved" if better else "ok"
     delta = value - spec.value
     limit = spec.tolerance + EPS
     if spec.direction == "both":
@@ -180,6 +205,7 @@ class Outcome:
     candidates: int
     value: float | None
     status: str
+    interval: tuple[float, float] | str | None = None  # tolerance: ci — (low, high), or why there is none
 
 
 def compare(expectations: list[Expectation], records: list[Loaded]) -> list[Outcome]:
@@ -190,7 +216,8 @@ def compare(expectations: list[Expectation], records: list[Loaded]) -> list[Outc
         for spec in exp.metrics:
             value = rec.metric(spec.key) if rec else None
             invalid = rec.invalid(spec.key) if rec and value is not None else None
-            out.append(Outcome(exp, spec, rec, len(found), value, status(spec, value, invalid)))
+            interval = record_interval(rec.data, spec.key) if rec and spec.interval else None
+            out.append(Outcome(exp, spec, rec, len(found), value, status(spec, value, invalid, interval), interval))
     return out
 
 
@@ -219,6 +246,8 @@ def outcome_tables(outcomes: list[Outcome]):
                 why = first.record.invalid(o.spec.key) if o.status == "invalid" else first.record.diagnostic(o.spec.key)
                 if why and why not in notes:
                     notes.append(why)
+                if isinstance(o.interval, str) and o.interval not in notes:
+                    notes.append(o.interval)
         from rich.markup import escape
 
         caption = escape("\n".join([source, *notes]))
@@ -228,6 +257,8 @@ def outcome_tables(outcomes: list[Outcome]):
         for o in group:
             delta = None if o.value is None else o.value - o.spec.value
             tol = f"±{o.spec.tolerance:g}" if o.spec.direction == "both" else f"{o.spec.tolerance:g}"
+            if o.spec.interval:
+                tol = f"ci [{_fmt(o.interval[0])}, {_fmt(o.interval[1])}]" if isinstance(o.interval, tuple) else "ci (none)"
             key = o.spec.key + (" (diagnostic)" if o.record and o.record.diagnostic(o.spec.key) else "")
             t.add_row(key, _fmt(o.value), _fmt(o.spec.value), "—" if delta is None else f"{delta:+.4g}",
                       tol, o.spec.direction, f"[{STYLE[o.status]}]{o.status}[/]")

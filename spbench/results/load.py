@@ -41,6 +41,19 @@ class Loaded:
         return self.data["method"].get("variant")
 
     @property
+    def run_name(self) -> str:
+        """The run's name as the user sees it: the folder holding ``result.json`` (the record's
+        ``run`` for a record file of another name)."""
+        if self.path.name == RECORD_FILE and self.path.parent.name:
+            return self.path.parent.name
+        return str(self.data.get("run") or self.path.stem)
+
+    @property
+    def imported(self) -> bool:
+        """Images made outside spbench and scored by it (``imported`` in the method section)."""
+        return bool(self.data["method"].get("imported") or self.data.get("imported"))
+
+    @property
     def profile(self) -> str | None:
         return ((self.data.get("config") or {}).get("profile") or {}).get("name")
 

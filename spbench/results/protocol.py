@@ -7,6 +7,7 @@ report mark numbers from such records, since they are not comparable with the pa
 from __future__ import annotations
 
 from spbench.config import DEFAULTS
+from spbench.methods.registry import declared
 from spbench.registry import is_tiny_spec
 
 # Generation settings of the paper's protocol (UniPC, 50 steps, CFG 7.5, scale 1, 3 per prompt,
@@ -40,10 +41,11 @@ def _is_hub_id(value) -> bool:
     return isinstance(value, str) and value.count("/") == 1 and not value.startswith(("/", ".", "~")) and "://" not in value
 
 
-def departures(config: dict, method: str | None = None, metrics=()) -> list[str]:
+def departures(config: dict, method: str | None = None, metrics=(), pose_protocol: str | None = None) -> list[str]:
     """Settings of ``config`` that depart from the paper's protocol, one ``"key=value (paper: x)"``
     each. Models depart when they are tiny, or a hub id other than the paper profile's; a local
-    folder is taken for the paper's model (its fingerprint is in the record to check it)."""
+    folder is taken for the paper's model (its fingerprint is in the record to check it); pose
+    scored under another protocol than the official one (``pose_protocol``) departs too."""
     out = []
     gen = config.get("generation") or {}
     keys = NO_GENERATION.get(method or "", tuple(PAPER_GENERATION))
@@ -52,11 +54,19 @@ def departures(config: dict, method: str | None = None, metrics=()) -> list[str]
             if isinstance(PAPER_GENERATION[key], str) and str(gen[key]).lower() == PAPER_GENERATION[key]:
                 continue
             out.append(f"generation.{key}={gen[key]!r} (paper: {PAPER_GENERATION[key]!r})")
+    dataset = config.get("dataset") or {}
+    if dataset.get("schema_file"):  # a keypoint set of the user's own: not the paper's 17 keypoints
+        out.append(f"dataset.schema={dataset.get('schema')} (schema file {dataset['schema_file']}; paper: ap10k / coco17)")
     models = config.get("models") or {}
-    paper = _paper_models((config.get("dataset") or {}).get("schema"))
-    roles = ([] if method in NO_GENERATION else ["base"]) + [METRIC_MODELS[m] for m in metrics if m in METRIC_MODELS]
+    paper = _paper_models(dataset.get("schema"))
+    # The models.<role> the method generates with: SD1.5's "base", or a newer base (SDXL, SD3, FLUX).
+    base_role = "base" if not method or method in NO_GENERATION else declared(method, "base_model", "base")
+    roles = ([] if method in NO_GENERATION else [base_role]) + [METRIC_MODELS[m] for m in metrics if m in METRIC_MODELS]
     for role in roles:
         value = models.get(role)
+        if role == base_role != "base" and value is not None:  # not SD1.5 at all: always a departure
+            out.append(f"models.{role}={value} ({'tiny' if is_tiny_spec(value) else 'paper: models.base=' + str(paper.get('base'))})")
+            continue
         if value is None or value == paper.get(role):
             continue
         if is_tiny_spec(value):
@@ -66,4 +76,6 @@ def departures(config: dict, method: str | None = None, metrics=()) -> list[str]
     if "pose" in metrics and models.get("pose") == paper.get("pose") and paper.get("pose") is not None \
             and models.get("pose_dataset_index") != paper.get("pose_dataset_index"):
         out.append(f"models.pose_dataset_index={models.get('pose_dataset_index')!r} (paper: {paper.get('pose_dataset_index')!r})")
+    if "pose" in metrics and pose_protocol not in (None, "official"):
+        out.append(f"evaluation.protocol={pose_protocol!r} (paper: 'official')")
     return out

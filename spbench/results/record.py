@@ -35,7 +35,8 @@ def build_record(run_info: dict, metrics: dict, evaluation: dict, weights: dict 
         "tiny": tiny,
         "tiny_models": tiny_models,
         "note": TINY_NOTE if tiny else None,
-        "departures": departures(config, (run_info.get("method") or {}).get("name"), sorted(scored)),
+        "departures": departures(config, (run_info.get("method") or {}).get("name"), sorted(scored),
+                                 (metrics.get("pose") or {}).get("protocol")),
         "metrics": metrics,
         "evaluation": evaluation,
         "seeds": {"base": config["generation"]["seed"], "images_per_prompt": images_per_prompt(config), "scheme": SEED_SCHEME},
@@ -65,7 +66,7 @@ def same_images(old: dict, run_info: dict) -> bool:
     try:
         return (old["dataset"].get("hash") == run_info["dataset"].get("hash")
                 and old["method"] == run_info["method"]
-                and image_settings(old["config"]) == image_settings(run_info["config"])
+                and image_settings(old["config"], run_info["config"]) == image_settings(run_info["config"])
                 and images_per_prompt(old["config"]) == images_per_prompt(run_info["config"]))
     except (KeyError, TypeError, AttributeError):
         return False

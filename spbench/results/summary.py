@@ -16,7 +16,9 @@ def record_table(record: dict) -> tuple[Table, list[str]]:
     metrics = record["metrics"]
     ks = sorted({k for m in metrics.values() for k in m.get("per_k", {})}, key=int)
     t = Table(title=f"{record['method']['name']} on {record['dataset']['name']}/{record['dataset']['split']}")
-    for col in ("metric", "all images", *(f"k={k}" for k in ks), "mean ± std over k"):
+    levels = {b["confidence"] for m in metrics.values() if isinstance(b := m.get("bootstrap"), dict) and "low" in b}
+    interval = f"{max(levels) * 100:g}% interval over prompts" if len(levels) == 1 else "interval over prompts"
+    for col in ("metric", "all images", interval, *(f"k={k}" for k in ks), "mean ± std over k"):
         t.add_column(col, justify="right")
     flagged = []
     for name, result in metrics.items():
@@ -32,7 +34,9 @@ def record_table(record: dict) -> tuple[Table, list[str]]:
                 spread = spec.format(result["mean_over_k"]) + (f" ± {std:.2f}" if std is not None else "")
             label += f" @{model} (diagnostic)" if model else ""
             label += " (invalid)" if result.get("invalid") else ""
-            t.add_row(label, spec.format(result.get(key)), *(spec.format(per_k.get(k, {}).get(key)) for k in ks), spread)
+            ci = result.get("bootstrap") if key == spec.key else None  # spbench.results.intervals
+            ci = f"[{spec.format(ci['low'])}, {spec.format(ci['high'])}]" if isinstance(ci, dict) and ci.get("low") is not None else ""
+            t.add_row(label, spec.format(result.get(key)), ci, *(spec.format(per_k.get(k, {}).get(key)) for k in ks), spread)
     return t, flagged
 
 

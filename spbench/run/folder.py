@@ -26,9 +26,12 @@ from spbench.run.requests import Request
 
 # Settings that change the images; a run folder refuses to be resumed under other values.
 IMAGE_SETTINGS = (
-    ("dataset", ("name", "split", "ann")),
+    ("dataset", ("name", "split", "ann", "schema_sha256")),  # schema_sha256: a schema file's (else None)
     ("method", None),
-    ("models", ("base", "controlnet", "t2i_adapter", "depth_estimator", "segmenter")),
+    ("models", ("base", "controlnet", "t2i_adapter", "depth_estimator", "segmenter",
+                # the newer bases' models (spbench_baselines.controlnet_sdxl / _sd3 / _flux)
+                "sdxl_base", "sdxl_vae", "controlnet_sdxl_xinsir", "controlnet_sdxl_thibaud", "sd3_base",
+                "controlnet_sd3", "flux_base", "controlnet_flux_union", "controlnet_flux_union_pro")),
     ("generation", ("steps", "guidance_scale", "conditioning_scale", "scheduler", "negative_prompt", "seed", "canvas", "canvas_mode", "condition_render", "dtype")),
 )
 # What a run.json written before a setting existed was made with.
@@ -39,11 +42,18 @@ MANIFEST_KEYS = ("sample_id", "k", "seed", "prompt", "canvas", "file")
 SAMPLE_KEYS = ("sample_id", "image_id", "file", "width", "height", "schema", "instances", "prompt_template")
 
 
-def image_settings(config: dict) -> dict:
+def image_settings(config: dict, now: dict | None = None) -> dict:
+    """The settings of ``config`` that change the images. For a config written before a setting
+    existed (``now``: the config it is compared with), the setting is what LEGACY_VALUES says it
+    was, else the value it has now (e.g. the model of a method added since, which that run did not use)."""
     out = {}
     for section, keys in IMAGE_SETTINGS:
         values = config.get(section, {})
-        out[section] = dict(values) if keys is None else {k: values.get(k, LEGACY_VALUES.get((section, k))) for k in keys}
+        if keys is None:
+            out[section] = dict(values)
+            continue
+        current = (now or {}).get(section, {})
+        out[section] = {k: values[k] if k in values else LEGACY_VALUES.get((section, k), current.get(k)) for k in keys}
     return out
 
 
@@ -71,7 +81,7 @@ class RunFolder:
         """Create or resume: an existing folder must have been made with the same image settings."""
         if self.run_json.is_file():
             old = self.read_run()
-            before, now = image_settings(old["config"]), image_settings(config)
+            before, now = image_settings(old["config"], config), image_settings(config)
             if before != now:
                 diff = _first_difference(before, now)
                 raise SpbenchError(

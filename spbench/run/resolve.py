@@ -18,6 +18,7 @@ from spbench.data.records import Split
 from spbench.data.registry import check_image_files, dataset_of_split, load_split, resolve_annotation_file
 from spbench.errors import SpbenchError
 from spbench.run.folder import RunFolder
+from spbench.schema_files import config_entries, register_recorded, requested_schema, resolve_schema
 from spbench.schemas import get_schema
 
 @dataclass
@@ -35,19 +36,25 @@ class ResolvedRun:
 def resolve_run(flags: dict, profile: str, sets: list[str], find_method: Callable[[str], type],
                 out: str | Path | None = None, name: str | None = None) -> ResolvedRun:
     """Resolve config, dataset split, schema and method class, and with ``out`` the run folder:
-    ``OUT/<dataset>-<split>-<method>[-<variant>]-<profile>[-<checkpoint>]``, or ``OUT/<name>``
+    ``OUT/<dataset>-<split>[-<schema file's name>]-<method>[-<variant>]-<profile>[-<checkpoint>]``, or ``OUT/<name>``
     with ``name`` (``--name``). ``flags`` are dotted settings (``dataset.name``, ``method.name``, ...)."""
     d = {k[len("dataset."):]: v for k, v in flags.items() if k.startswith("dataset.")}
-    split = load_split(d.get("name") or "sample", d.get("split"), d.get("data_root"), d.get("ann"))
+    # dataset.schema (a built-in name or a schema file) decides how the annotations are read.
+    chosen_schema = resolve_schema(requested_schema(flags, sets))
+    split = load_split(d.get("name") or "sample", d.get("split"), d.get("data_root"), d.get("ann"), schema=chosen_schema)
     split = split.limit(d.get("limit"))
     if len(split) == 0:
         raise SpbenchError(f"dataset {split.dataset!r} split {split.name!r} has no usable samples (`spbench data check` shows why)")
     # Before any image is made: every image file opens and has the annotated size (headers only).
     check_image_files(split, resolve_annotation_file(d.get("name") or "sample", d.get("split"), d.get("data_root"), d.get("ann"))[1])
     schema = split.samples[0].schema
-    config = resolve(load_profile(profile), schema, flags, sets)
+    profile_data = load_profile(profile)
+    config = resolve(profile_data, schema, flags, sets)
+    recommended = getattr(find_method(config["method"]["name"]), "recommended", None)
+    if recommended:  # the method's own settings (model card): over the profile, under flags and --set
+        config = resolve(profile_data, schema, flags, sets, recommended)
     config["dataset"]["name"], config["dataset"]["split"] = split.dataset, split.name
-    config["dataset"]["schema"] = schema
+    config["dataset"].update(config_entries(get_schema(schema)))
     method_cls = find_method(config["method"]["name"])
     variant = config["method"]["variant"]
     if variant is not None and variant not in method_cls.variants:
@@ -55,11 +62,13 @@ def resolve_run(flags: dict, profile: str, sets: list[str], find_method: Callabl
         raise SpbenchError(f"method {method_cls.name!r} has no variant {variant!r} (variants: {known})")
     if method_cls.fixed_images_per_prompt is not None:
         config["generation"]["images_per_prompt"] = method_cls.fixed_images_per_prompt
-    if method_cls.uses_base_model and not config["models"]["base"]:
+    base_role = getattr(method_cls, "base_model", "base")  # the models.<role> of the model it generates with
+    if method_cls.uses_base_model and not config["models"].get(base_role):
+        what = "the Stable Diffusion 1.5" if base_role == "base" else "the base model"
         raise SpbenchError(
-            f"profile {config['profile']['name']}: models.base is not set (the Stable Diffusion 1.5 that "
-            f"{method_cls.name} generates with); add `models: {{base: ID_OR_FOLDER}}` to the profile "
-            "or pass --set models.base=ID_OR_FOLDER"
+            f"profile {config['profile']['name']}: models.{base_role} is not set ({what} that "
+            f"{method_cls.name} generates with); add `models: {{{base_role}: ID_OR_FOLDER}}` to the profile "
+            f"or pass --set models.{base_role}=ID_OR_FOLDER"
         )
     checkpoint = config["method"]["checkpoint"]
     role = method_cls.checkpoint_model  # the models.<role> that --checkpoint stands in for
@@ -72,7 +81,10 @@ def resolve_run(flags: dict, profile: str, sets: list[str], find_method: Callabl
                 raise SpbenchError(f"--name {name!r}: use letters, digits and . _ + - @ = only (it names a folder under --out)")
         else:
             tag = checkpoint_label(checkpoint) if checkpoint else None
-            name = "-".join(str(p) for p in (split.dataset, split.name, method_cls.name, variant, config["profile"]["name"], tag) if p)
+            # A schema file's name joins the dataset's, so its runs never share a folder with the built-in schema's.
+            file_schema = config["dataset"]["schema"] if config["dataset"].get("schema_file") else None
+            name = "-".join(str(p) for p in (split.dataset, split.name, file_schema, method_cls.name, variant,
+                                             config["profile"]["name"], tag) if p)
         folder = RunFolder(Path(out) / name)
     return ResolvedRun(config, split, folder, method_cls, schema)
 
@@ -81,6 +93,7 @@ def open_run(run_dir: str | Path) -> ResolvedRun:
     """The run a folder holds, as :func:`resolve_run` resolved it when it was generated (run.json)."""
     folder = RunFolder(run_dir)
     info = folder.read_run()
+    register_recorded(info.get("dataset"))  # a schema file's definition, as the run recorded it
     schema = info["dataset"].get("schema") or info["config"].get("dataset", {}).get("schema")
     return ResolvedRun(info["config"], None, folder, None, schema, info)
 
@@ -104,7 +117,7 @@ def run_schema(config: dict) -> str:
     the dataset registry's (for the shipped sample, the registry's dataset that is its split)."""
     chosen = config["method"]["options"].get("schema")
     if chosen:
-        return get_schema(chosen).name
+        return resolve_schema(chosen).name
     dataset = config["dataset"]
     if dataset.get("schema"):
         return dataset["schema"]

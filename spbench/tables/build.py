@@ -14,21 +14,46 @@ from spbench.results.load import load_records
 from spbench.tables.definitions import TABLES
 
 
-def table_command(results: list[str] | None, table: str = "all", fmt: str = "md") -> str:
-    """Tables (``1``, ``2``, ``3`` or ``all``) from the records under ``results`` (default:
-    ./spbench-runs when it exists); with no records they show the paper's numbers alone."""
+def table_command(results: list[str] | None, table: str = "all", fmt: str = "md", ci: bool = False) -> str:
+    """Tables (``1``, ``2``, ``3``, ``extra`` or ``all``) from the records under ``results``
+    (default: ./spbench-runs when it exists); with no records they show the paper's numbers alone.
+
+    Runs outside the paper's rows follow the paper's tables in a section of their own
+    (:mod:`spbench.tables.extra`; ``extra``: that section alone); every record that fills no cell
+    is named on stderr with the reason."""
     from spbench.errors import SpbenchError
     from spbench.tables.definitions import get_table
-    from spbench.tables.render import render
+    from spbench.tables.extra import EXTRA, place_records, render_extra
+    from spbench.tables.render import FORMATS, render
 
-    every = str(table).lower() == "all"
-    if every and fmt.lower() == "csv":
-        raise SpbenchError("--format csv writes one table: pass --table 1, 2 or 3")
-    ids = list(TABLES) if every else [get_table(table).id]
+    choice = str(table).lower().strip()
+    fmt = {"markdown": "md", "tex": "latex"}.get(fmt.lower(), fmt.lower())
+    if fmt not in FORMATS:
+        raise SpbenchError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
+    if choice == "all" and fmt == "csv":
+        raise SpbenchError(f"--format csv writes one table: pass --table 1, 2, 3 or {EXTRA}")
+    ids = list(TABLES) if choice == "all" else [] if choice == EXTRA else [get_table(table).id]
     records = load_records(results or None)
     if not records:
         _say_no_records(results)
-    return "\n".join(render(t, records, fmt) for t in ids)
+    place = place_records(records, ids)
+    for skipped in place.skipped:
+        _note(skipped.line())
+    parts = [render(t, records, fmt, ci) for t in ids]
+    if fmt == "csv" and ids:
+        if place.extra:
+            _note(f"{len(place.extra)} record(s) of runs outside the paper's rows are not in this CSV: "
+                  f"--table {EXTRA} --format csv lists them")
+    elif place.extra or not ids:
+        parts.append(render_extra(place, fmt, ci))
+    return "\n".join(parts)
+
+
+def _note(line: str) -> None:
+    """One line on stderr."""
+    from rich.console import Console
+
+    Console(stderr=True).print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _say_no_records(results: list[str] | None) -> None:

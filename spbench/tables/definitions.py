@@ -58,6 +58,7 @@ class TableDef:
     rows: tuple[Row, ...]
     columns: tuple[Column, ...]
     group_label: str | None = None  # header of Row.group, when rows are grouped
+    paper_file: str | None = None   # its reference numbers in results/paper (None: table<id>.json)
 
     def rows_for(self, dataset: str) -> list[Row]:
         return [r for r in self.rows if r.datasets is None or dataset in r.datasets]
@@ -67,6 +68,9 @@ POSE = Column.of("pose")
 FID = Column.of("fid")
 CLIP = Column.of("clip")
 DET = Column.of("det")
+# Columns the paper does not have, shown after a table's own only when a record in it has them
+# (spbench.tables.extra_columns): the diversity of each prompt's k images (no paper numbers).
+EXTRA_COLUMNS = (Column.of("diversity"), Column("diversity.vendi", "Vendi (DINOv2)", Column.of("diversity").direction))
 OURS = Row("Ours", "spctrl")
 
 TABLES: dict[str, TableDef] = {
@@ -105,6 +109,23 @@ TABLES: dict[str, TableDef] = {
         ),
         (POSE, FID, CLIP),
         group_label="Condition",
+    ),
+    # HumanSD's protocol on Human-Art (--protocol humansd, spbench.metrics.humansd_protocol), with the
+    # numbers published under it (results/paper/humansd_protocol.json names the source of each).
+    "humansd": TableDef(
+        "humansd", "HumanSD protocol on Human-Art (AP, CAP, PCE, FID, KID, CLIPSIM as HumanSD's evaluation code)",
+        ("humanart",),
+        (
+            Row("T2I-Adapter", "t2i-adapter"),
+            Row("ControlNet", "controlnet"),
+            Row("HumanSD†", "humansd", quoted=True),
+            OURS,
+        ),
+        (Column("humansd-pose.AP", "AP", "↑"), Column("humansd-pose.AP_m", "AP(m)", "↑"),
+         Column("humansd-pose.CAP", "CAP", "↑"), Column("humansd-pose.PCE", "PCE", "↓"),
+         Column("humansd-fid.fid", "FID", "↓"), Column("humansd-kid.kid_x10", "KID×10", "↓"),
+         Column("humansd-clip.score", "CLIPSIM", "↑")),
+        paper_file="humansd_protocol.json",
     ),
 }
 
@@ -207,9 +228,10 @@ def load_paper_file(name: str) -> dict:
 
 
 def paper_records(table_id: str) -> list[dict]:
-    """The reference records of one table, each carrying the table's ``source``."""
-    data = load_paper_file(f"table{get_table(table_id).id}.json")
-    return [{**r, "source": data["source"]} for r in data["records"]]
+    """The reference records of one table, each carrying its ``source`` (its own, else the file's)."""
+    table = get_table(table_id)
+    data = load_paper_file(table.paper_file or f"table{table.id}.json")
+    return [{"source": data["source"], **r} for r in data["records"]]
 
 
 def paper_figure_values(figure_id: str) -> dict[str, dict]:

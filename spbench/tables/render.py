@@ -16,9 +16,11 @@ from spbench.data.registry import stand_in
 from spbench.errors import SpbenchError
 from spbench.results.load import Loaded, metric_value
 from spbench.tables.definitions import DATASET_LABELS, QUOTED_NOTE, Row, TableDef, get_table, paper_records
+from spbench.tables.extra_columns import with_extra_columns
+from spbench.tables.intervals import CI_FIELDS, interval_of, interval_text, show_intervals
 
 FORMATS = ("md", "latex", "csv")
-FIELDS = ("paper", "ours", "diff", "marker", "paper_note")
+FIELDS = ("paper", "ours", "diff", "marker", "paper_note", *CI_FIELDS)  # ci_*: ours' recorded bootstrap interval
 PAPER_NOTE = "*"
 TINY = "†tiny"
 SAMPLE = "‡sample"
@@ -35,8 +37,14 @@ ORACLE_NOTE = ("Diagnostic scores (the oracle pose model, which returns the cond
 
 
 def dataset_of(rec: Loaded) -> tuple[str, bool]:
-    """(dataset whose cells the record fills, whether it is the shipped sample)."""
-    return stand_in(rec.dataset, rec.split)
+    """(dataset whose cells the record fills, whether it is the shipped sample). A run on a keypoint
+    schema file is a dataset of its own ("humanart (keypoint schema humanart21)"): its scores are
+    over other keypoints than the paper's, so they never share a cell with the 17-keypoint runs."""
+    dataset, sample = stand_in(rec.dataset, rec.split)
+    schema_file = (rec.data.get("dataset") or {}).get("keypoint_schema")
+    if isinstance(schema_file, dict):
+        return f"{dataset} (keypoint schema {schema_file.get('name')})", sample
+    return dataset, sample
 
 
 def markers(rec: Loaded) -> list[str]:
@@ -61,8 +69,14 @@ def preference(rec: Loaded) -> tuple:
     return (not rec.tiny, not dataset_of(rec)[1], rec.date)
 
 
+def best_record(records: list[Loaded], key: str) -> Loaded | None:
+    """The record whose ``key`` fills a cell the records all match: the preferred usable one."""
+    candidates = [r for r in records if usable(r, key)]
+    return max(candidates, key=preference) if candidates else None
+
+
 @dataclass
-class _Notes:
+class Notes:
     lines: list[str] = field(default_factory=list)
 
     def add(self, line: str) -> None:
@@ -87,17 +101,17 @@ def build_table(table_id: str, records) -> "pandas.DataFrame":  # noqa: F821
     ``†tiny``). ``df.attrs`` holds ``title``, ``table`` (the definition) and ``footnotes``."""
     import pandas as pd
 
-    table = get_table(table_id)
     records = as_loaded(records)
+    table = with_extra_columns(get_table(table_id), records)  # + diversity, when a record of the table has it
     paper = _paper_lookup(table)
-    notes = _Notes()
+    notes = Notes()
     index, data = [], []
     for dataset in table.datasets:
         for row in table.rows_for(dataset):
             index.append(_index_entry(table, dataset, row))
             ref = paper.get((dataset, row.method, row.variant))
             mine = [r for r in records if dataset_of(r)[0] == dataset and (r.method, r.variant) == row.key]
-            data.append(_row_values(table, dataset, row, ref, mine, notes))
+            data.append(row_values(table, dataset, row, ref, mine, notes))
     names = (["Dataset"] if len(table.datasets) > 1 else []) + ([table.group_label] if table.group_label else []) + ["Method"]
     columns = pd.MultiIndex.from_tuples([(c.header, f) for c in table.columns for f in FIELDS], names=["metric", "field"])
     rows = pd.MultiIndex.from_tuples(index, names=names) if len(names) > 1 else pd.Index([i[0] for i in index], name=names[0])
@@ -120,7 +134,7 @@ def _index_entry(table: TableDef, dataset: str, row: Row) -> tuple:
     return tuple(entry + [row.label])
 
 
-def _row_values(table: TableDef, dataset: str, row: Row, ref: dict | None, mine: list[Loaded], notes: _Notes) -> list:
+def row_values(table: TableDef, dataset: str, row: Row, ref: dict | None, mine: list[Loaded], notes: Notes) -> list:
     values = []
     chosen_paths = set()
     for col in table.columns:
@@ -128,7 +142,6 @@ def _row_values(table: TableDef, dataset: str, row: Row, ref: dict | None, mine:
         paper_note = (ref.get("notes") or {}).get(col.key) if ref else None
         if paper_note:
             notes.add(f"{PAPER_NOTE} {paper_note}")
-        candidates = [r for r in mine if usable(r, col.key)]
         for r in mine:
             if r.metric(col.key) is None:
                 continue
@@ -137,7 +150,7 @@ def _row_values(table: TableDef, dataset: str, row: Row, ref: dict | None, mine:
             elif r.invalid(col.key):
                 notes.add(f"{DATASET_LABELS.get(dataset, dataset)} / {row.label}: {col.label} of {r.path} is left out, "
                           f"marked invalid: {r.invalid(col.key)}")
-        best = max(candidates, key=preference) if candidates else None
+        best = best_record(mine, col.key)
         o = best.metric(col.key) if best else None
         if best:
             chosen_paths.add(str(best.path))
@@ -145,7 +158,7 @@ def _row_values(table: TableDef, dataset: str, row: Row, ref: dict | None, mine:
                 notes.add(f"{OFF_PROTOCOL} {best.path}: " + "; ".join(best.departures))
         diff = round(o - p, 6) if o is not None and p is not None else math.nan
         values += [math.nan if p is None else p, math.nan if o is None else o, diff,
-                   "".join(markers(best)) if best else "", PAPER_NOTE if paper_note else ""]
+                   "".join(markers(best)) if best else "", PAPER_NOTE if paper_note else "", *interval_of(best, col.key)]
     where = f"{DATASET_LABELS.get(dataset, dataset)} / {row.label}"
     paper_split = (ref or {}).get("dataset", {}).get("split")
     for path in sorted(chosen_paths):
@@ -166,7 +179,11 @@ def _num(x: float) -> str:
 
 
 def _cell(df, idx, header: str) -> str:
-    paper, ours, diff, marker, paper_note = (df.loc[idx, (header, f)] for f in FIELDS)
+    paper, ours, diff, marker, paper_note, low, high = (df.loc[idx, (header, f)] for f in FIELDS)
+    if df.attrs.get("ci"):  # --ci: ours' interval beside it (spbench.tables.intervals)
+        marker = interval_text(low, high) + marker
+    if df.attrs.get("ours_only"):  # rows the paper has no numbers for (spbench.tables.extra)
+        return f"{_num(ours)}{marker}"
     text = f"{_num(paper)}{paper_note} / {_num(ours)}{marker}"
     if not math.isnan(diff):
         text += f" ({diff:+.2f})"
@@ -193,7 +210,7 @@ CAPTION = "Each cell: paper / ours (ours − paper); — where there is no numbe
 
 def to_markdown(df) -> str:
     heads = list(df.index.names) + _headers(df)
-    lines = [f"**{df.attrs['title']}** — {CAPTION}", "", "| " + " | ".join(heads) + " |",
+    lines = [f"**{df.attrs['title']}** — {df.attrs.get('caption', CAPTION)}", "", "| " + " | ".join(heads) + " |",
              "|" + "|".join([":--"] * len(df.index.names) + ["--:"] * (len(heads) - len(df.index.names))) + "|"]
     for labels, cells in _display_rows(df):
         lines.append("| " + " | ".join(labels + cells) + " |")
@@ -217,7 +234,7 @@ def to_latex(df) -> str:
     heads = list(df.index.names) + _headers(df)
     spec = "l" * len(df.index.names) + "c" * len(_headers(df))
     lines = [r"\begin{table}[t]", r"\centering", r"\small",
-             rf"\caption{{{latex_escape(df.attrs['title'] + '. ' + CAPTION)}}}",
+             rf"\caption{{{latex_escape(df.attrs['title'] + '. ' + df.attrs.get('caption', CAPTION))}}}",
              rf"\begin{{tabular}}{{{spec}}}", r"\toprule", " & ".join(latex_escape(h) for h in heads) + r" \\", r"\midrule"]
     previous_first = None
     for labels, cells in _display_rows(df):
@@ -236,13 +253,19 @@ def to_latex(df) -> str:
 def to_csv(df) -> str:
     keys = {c.header: c.key for c in df.attrs["table"].columns}
     flat = df.copy()
-    flat.columns = [f"{keys[h]} {f}" for h, f in df.columns]
+    if df.attrs.get("ours_only"):
+        flat = flat.loc[:, [c for c in flat.columns if c[1] in ("ours", "marker", *CI_FIELDS)]]
+    if not df.attrs.get("ci"):
+        flat = flat.loc[:, [c for c in flat.columns if c[1] not in CI_FIELDS]]
+    flat.columns = [f"{keys[h]} {f}" for h, f in flat.columns]
     return flat.reset_index().to_csv(index=False)
 
 
-def render(table_id: str, records, fmt: str = "md") -> str:
+def render(table_id: str, records, fmt: str = "md", ci: bool = False) -> str:
     fmt = {"markdown": "md", "tex": "latex"}.get(fmt.lower(), fmt.lower())
     if fmt not in FORMATS:
         raise SpbenchError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
     df = build_table(table_id, records)
+    if ci:
+        show_intervals(df)
     return {"md": to_markdown, "latex": to_latex, "csv": to_csv}[fmt](df)

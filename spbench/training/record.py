@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 
 from spbench.files import atomic_write_json
+from spbench.schema_files import schema_record
 from spbench.training import checkpoints as ckpt
 
 TRAIN_RECORD = "train.json"
@@ -26,7 +27,7 @@ def write_record(trainer, status: str) -> Path:
         "config": t.config,
         "dataset": {"name": t.split.dataset, "split": t.split.name, "hash": t.split.content_hash,
                     "num_samples": len(t.split), "schema": t.schema.name, "data_root": t.split.root,
-                    "stats": t.split.stats},
+                    "stats": t.split.stats, **schema_record(t.schema.name)},  # a schema file: path, sha256, definition
         "kcl": kcl_description(t),
         "training": {"steps": t.global_step, "max_steps": t.max_steps, "steps_per_epoch": t.steps_per_epoch,
                      "epochs": -(-t.max_steps // t.steps_per_epoch), "num_processes": t.accelerator.num_processes,

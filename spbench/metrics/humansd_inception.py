@@ -1,0 +1,130 @@
+"""The Inception features of HumanSD's FID and KID (``utils/metrics/quality_metrics.py``), and
+the pixels it feeds them.
+
+HumanSD builds torchmetrics' ``FrechetInceptionDistance(feature=64, normalize=True)`` and
+``KernelInceptionDistance(normalize=True)`` (2048 features): torch-fidelity's FID Inception
+(``models.inception``, the same weights as spbench's FID), the 64-d features after its first
+max-pool or the 2048-d pool features, images resized inside the network to 299x299 with
+torch-fidelity's TensorFlow-1-compatible bilinear resize (the torchmetrics of 2023; today's
+default adds antialiasing). ``normalize=True`` makes torchmetrics take float images in [0, 1] and
+cast ``(x * 255).byte()``.
+
+- generated images: the decoded images, x255, truncated to uint8 (here: the PNGs the run wrote,
+  which the pipeline rounded to uint8);
+- real images (``official``): ``Resize(299)`` (shorter side, PIL bilinear), ``CenterCrop(299)``,
+  ``ToTensor``, ``Normalize(ImageNet mean, std)``, then torchmetrics' ``(x * 255).byte()``. The
+  normalised values lie outside [0, 1], so the cast wraps them (on the CPU, as metrics.yaml's
+  ``device: "cpu"`` runs it: truncation toward zero, modulo 256; :func:`wrap_to_uint8`); a CUDA
+  cast is undefined for such values. ``fixed``: the resized and cropped pixels themselves.
+
+``tiny://inception`` is spbench's tiny random CNN (16 features, both metrics), for tests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from spbench.errors import SpbenchError
+from spbench.metrics.fid_inception import INCEPTION_NAME, INCEPTION_URL, inception_weights
+from spbench.metrics.model_specs import is_tiny, tiny_builder
+from spbench.files import file_sha256
+from spbench.weights import read_tensors, tensor_file
+
+FID_FEATURE, KID_FEATURE = "64", "2048"
+SIZE = 299
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TINY = "tiny://inception"
+REAL_WORDS = {
+    "official": "Resize(299) shorter side (PIL bilinear), CenterCrop(299), ToTensor, Normalize(ImageNet), then "
+                "x255 cast to uint8 with wrap-around (torchmetrics normalize=True on normalised values, CPU cast)",
+    "fixed": "Resize(299) shorter side (PIL bilinear), CenterCrop(299), the pixels as uint8",
+}
+
+
+@dataclass
+class HumanSDExtractor:
+    """A module from uint8 images [N, 3, H, W] to features [N, D], and what identifies it."""
+
+    module: Any
+    name: str
+    feature: str
+    num_features: int
+    weights: str
+    device: str = "cpu"
+
+    def features(self, batch: np.ndarray) -> np.ndarray:
+        """float64 features of uint8 images [N, H, W, 3] (one size per call)."""
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
+        with torch.inference_mode():
+            out = self.module(x.to(self.device))
+        return out.reshape(len(batch), -1).double().cpu().numpy()
+
+    def __call__(self, images: list) -> np.ndarray:
+        """Features of PIL images as they are (generated images), batched by size."""
+        out = np.zeros((len(images), self.num_features))
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, im in enumerate(images):
+            by_size.setdefault(im.size, []).append(i)
+        for idx in by_size.values():
+            out[idx] = self.features(np.stack([np.asarray(images[i].convert("RGB"), dtype=np.uint8) for i in idx]))
+        return out
+
+
+def load_extractor(spec: str | os.PathLike | None, feature: str, device: str = "cpu") -> HumanSDExtractor:
+    """torch-fidelity's FID Inception at ``feature`` (``"64"`` or ``"2048"``), TF1 resize; or the
+    tiny random CNN."""
+    if feature not in (FID_FEATURE, KID_FEATURE):
+        raise SpbenchError(f"HumanSD's metrics use the Inception features 64 (FID) or 2048 (KID), not {feature!r}")
+    if spec is None:
+        raise SpbenchError(f"no FID Inception weights configured: set models.inception to {INCEPTION_NAME} "
+                           "or a .pth / .safetensors path")
+    spec = os.fspath(spec)
+    if is_tiny(spec, TINY, "FID extractor"):
+        module = tiny_builder(spec)(resize="tf1")
+        return HumanSDExtractor(module.to(device), "tiny-inception", feature, module.num_features, "seed-0", device)
+    path = inception_weights(spec)
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    what, fix = "torch-fidelity's FID Inception weights", f"download {INCEPTION_URL} again"
+    weights = tensor_file(read_tensors(path, what, fix))  # read with weights_only / safetensors, as FID does
+    try:
+        module = NoTrainInceptionV3(name="inception-v3-compat", features_list=[feature],
+                                    feature_extractor_weights_path=weights, antialias=False)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SpbenchError(f"{path} is not {what} ({first}); {fix}") from None
+    return HumanSDExtractor(module.to(device), INCEPTION_NAME, feature, int(feature), file_sha256(path)[:16], device)
+
+
+def wrap_to_uint8(x):
+    """torch's CPU ``tensor.byte()`` of float values, spelled out: truncation toward zero, then
+    modulo 256 (so -540.07 -> 228 and 667.0 -> 155)."""
+    import torch
+
+    return torch.trunc(x).to(torch.int64).remainder(256).to(torch.uint8)
+
+
+def real_pixels(image, code: str = "official") -> np.ndarray:
+    """A real image as HumanSD hands it to the Inception: uint8 [299, 299, 3]."""
+    import torch
+    from torchvision.transforms import functional as TF
+
+    image = TF.center_crop(TF.resize(image.convert("RGB"), SIZE), [SIZE, SIZE])
+    if code == "fixed":
+        return np.asarray(image, dtype=np.uint8).copy()
+    x = TF.normalize(TF.to_tensor(image), IMAGENET_MEAN, IMAGENET_STD)  # float32, as torchvision's ToTensor
+    return wrap_to_uint8(x * 255).permute(1, 2, 0).numpy()
+
+
+def real_features(extractor: HumanSDExtractor, images: list, code: str = "official") -> np.ndarray:
+    """Features of real PIL images prepared by :func:`real_pixels`."""
+    if not images:
+        return np.zeros((0, extractor.num_features))
+    return extractor.features(np.stack([real_pixels(im, code) for im in images]))
