@@ -167,9 +167,11 @@ def comparison_table(c: Comparison):
     from rich.table import Table
 
     pct = f"{c.settings.confidence * 100:g}%"
-    t = Table(title=f"B − A on the same prompts and seeds (paired bootstrap, {pct} interval, "
-                    f"{c.settings.resamples} resamples, seed {c.settings.seed})",
-              caption=f"A: {c.a}\nB: {c.b}", title_justify="left", caption_justify="left")
+    title = (f"B − A on the same prompts and seeds (paired bootstrap, {pct} interval, "
+             f"{c.settings.resamples} resamples, seed {c.settings.seed})")
+    # At least as wide as its title: rich wraps a title to the table's width.
+    t = Table(title=title, caption=f"A: {c.a}\nB: {c.b}", title_justify="left", caption_justify="left",
+              min_width=len(title))
     for col in ("metric", "A", "B", "B − A", f"{pct} interval", "prompts", "verdict"):
         t.add_column(col, justify="left" if col in ("metric", "verdict") else "right")
     for row in c.rows:
