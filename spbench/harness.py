@@ -330,8 +330,9 @@ def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[
             if problem:
                 description["invalid"] = result["invalid"] = problem
                 _warn(f"{key} is marked invalid in the record: {problem}")
-        with _progress() as progress:  # the headline's bootstrap interval over prompts (spbench.results.intervals)
-            result["bootstrap"] = score_interval(run.path, key, name, evaluator, info["config"], progress)
+        if state.is_main_process:  # the headline's bootstrap interval over prompts (spbench.results.intervals)
+            with _progress() as progress:
+                result["bootstrap"] = score_interval(run.path, key, name, evaluator, info["config"], progress)
         results[key], evaluation[key] = result, description
         if "model" in description:
             scoring[key] = model_identity(description["model"])

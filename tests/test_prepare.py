@@ -120,6 +120,10 @@ def test_images_of_a_diffusers_script_score_as_the_run_scores_its_own(tiny_run, 
     assert imported["dataset"]["hash"] == run["dataset"]["hash"]
     assert imported["config"]["generation"]["steps"] is None and imported["config"]["models"]["base"] is None
     assert "generation.steps=None (paper: 50)" in imported["departures"] and imported["tiny"] is True
+    # A row of `spbench table`, in the section of runs outside the paper's rows, with its pose AP.
+    table = ok(spbench_in_process("table", "--results", prepared.parent, "--table", "extra")).stdout
+    row = next(line for line in table.splitlines() if "mytool (imported)" in line)
+    assert f"{imported['metrics']['pose']['AP']:.2f}" in row and "†tiny" in row
     # Evaluating again merges by metric, as for any run folder; the official protocol's bookkeeping
     # (scored k, original frame) agrees too: the perturbed oracle scores strictly between 0 and 100.
     oracle = ["--metrics", "pose", "--pose-model", "perturbed-oracle", "--protocol", "official"]

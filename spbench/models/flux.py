@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spbench.errors import SpbenchError
-from spbench.models.hub import load_pretrained
+from spbench.models.hub import load_pipeline_parts, load_pretrained
 from spbench.registry import TINY_PREFIX, is_tiny_spec, tiny_builder
 
 if TYPE_CHECKING:  # torch is imported where used: listing methods must not import it
@@ -73,20 +73,11 @@ def load_flux_components(base: str, setting: str = "models.flux_base") -> FluxCo
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
     from transformers import CLIPTextModel, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
-    kw = dict(role="FLUX base model", setting=setting)
-    sd = FluxComponents(
-        transformer=load_pretrained(FluxTransformer2DModel, base, subfolder="transformer", **kw),
-        vae=load_pretrained(AutoencoderKL, base, subfolder="vae", **kw),
-        text_encoder=load_pretrained(CLIPTextModel, base, subfolder="text_encoder", **kw),
-        text_encoder_2=load_pretrained(T5EncoderModel, base, subfolder="text_encoder_2", **kw),
-        tokenizer=load_pretrained(CLIPTokenizer, base, subfolder="tokenizer", **kw),
-        tokenizer_2=load_pretrained(T5TokenizerFast, base, subfolder="tokenizer_2", **kw),
-        scheduler_config=dict(load_pretrained(FlowMatchEulerDiscreteScheduler, base, subfolder="scheduler", **kw).config),
-        source=base,
-    )
-    for m in sd.modules():
-        m.requires_grad_(False).eval()
-    return sd
+    parts = {"transformer": (FluxTransformer2DModel, "transformer"), "vae": (AutoencoderKL, "vae"),
+             "text_encoder": (CLIPTextModel, "text_encoder"), "text_encoder_2": (T5EncoderModel, "text_encoder_2"),
+             "tokenizer": (CLIPTokenizer, "tokenizer"), "tokenizer_2": (T5TokenizerFast, "tokenizer_2"),
+             "scheduler_config": (FlowMatchEulerDiscreteScheduler, "scheduler")}
+    return FluxComponents(**load_pipeline_parts(base, parts, "FLUX base model", setting), source=base)
 
 
 def load_flux_controlnet(spec: str, setting: str):

@@ -93,3 +93,18 @@ def half_precision_variant(folder: str, subfolder: str | None = None) -> str | N
     if any(n in _PLAIN_WEIGHTS for n in names):
         return None
     return "fp16" if any(".fp16." in n for n in names) else None
+
+
+def load_pipeline_parts(base: str, parts: dict, role: str, setting: str) -> dict:
+    """The components of a pipeline folder or hub id, each from its subfolder: ``parts`` maps a
+    component name to (class, subfolder); a scheduler comes back as its config (a dict), for
+    :func:`make_scheduler`-style rebuilding. Models are frozen and in eval mode."""
+    out = {}
+    for name, (cls, subfolder) in parts.items():
+        part = load_pretrained(cls, base, role, setting=setting, subfolder=subfolder)
+        if cls.__name__.endswith("Scheduler"):
+            part = dict(part.config)
+        elif hasattr(part, "requires_grad_"):
+            part.requires_grad_(False).eval()
+        out[name] = part
+    return out

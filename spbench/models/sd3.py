@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spbench.errors import SpbenchError
-from spbench.models.hub import load_pretrained
+from spbench.models.hub import load_pipeline_parts, load_pretrained
 from spbench.registry import TINY_PREFIX, is_tiny_spec, tiny_builder
 
 TINY_SD3 = TINY_PREFIX + "sd3"
@@ -67,22 +67,13 @@ def load_sd3_components(base: str, setting: str = "models.sd3_base") -> SD3Compo
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
     from transformers import CLIPTextModelWithProjection, CLIPTokenizer, T5EncoderModel, T5TokenizerFast
 
-    kw = dict(role="SD3 base model", setting=setting)
-    sd = SD3Components(
-        transformer=load_pretrained(SD3Transformer2DModel, base, subfolder="transformer", **kw),
-        vae=load_pretrained(AutoencoderKL, base, subfolder="vae", **kw),
-        text_encoder=load_pretrained(CLIPTextModelWithProjection, base, subfolder="text_encoder", **kw),
-        text_encoder_2=load_pretrained(CLIPTextModelWithProjection, base, subfolder="text_encoder_2", **kw),
-        text_encoder_3=load_pretrained(T5EncoderModel, base, subfolder="text_encoder_3", **kw),
-        tokenizer=load_pretrained(CLIPTokenizer, base, subfolder="tokenizer", **kw),
-        tokenizer_2=load_pretrained(CLIPTokenizer, base, subfolder="tokenizer_2", **kw),
-        tokenizer_3=load_pretrained(T5TokenizerFast, base, subfolder="tokenizer_3", **kw),
-        scheduler_config=dict(load_pretrained(FlowMatchEulerDiscreteScheduler, base, subfolder="scheduler", **kw).config),
-        source=base,
-    )
-    for m in sd.modules():
-        m.requires_grad_(False).eval()
-    return sd
+    parts = {"transformer": (SD3Transformer2DModel, "transformer"), "vae": (AutoencoderKL, "vae"),
+             "text_encoder": (CLIPTextModelWithProjection, "text_encoder"),
+             "text_encoder_2": (CLIPTextModelWithProjection, "text_encoder_2"),
+             "text_encoder_3": (T5EncoderModel, "text_encoder_3"), "tokenizer": (CLIPTokenizer, "tokenizer"),
+             "tokenizer_2": (CLIPTokenizer, "tokenizer_2"), "tokenizer_3": (T5TokenizerFast, "tokenizer_3"),
+             "scheduler_config": (FlowMatchEulerDiscreteScheduler, "scheduler")}
+    return SD3Components(**load_pipeline_parts(base, parts, "SD3 base model", setting), source=base)
 
 
 def load_sd3_controlnet(spec: str, setting: str):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spbench.errors import SpbenchError
-from spbench.models.hub import load_pretrained
+from spbench.models.hub import load_pipeline_parts, load_pretrained
 from spbench.registry import TINY_PREFIX, is_tiny_spec, tiny_builder
 
 TINY_SDXL = TINY_PREFIX + "sdxl"
@@ -75,21 +75,15 @@ def load_sdxl_components(base: str, vae: str | None = None, setting: str = "mode
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    kw = dict(role="SDXL base model", setting=setting)
-    tokenizer = load_pretrained(CLIPTokenizer, base, subfolder="tokenizer", **kw)
-    tokenizer_2 = load_pretrained(CLIPTokenizer, base, subfolder="tokenizer_2", **kw)
-    text_encoder = load_pretrained(CLIPTextModel, base, subfolder="text_encoder", **kw)
-    text_encoder_2 = load_pretrained(CLIPTextModelWithProjection, base, subfolder="text_encoder_2", **kw)
-    if vae:
-        vae_model = load_pretrained(AutoencoderKL, vae, role="SDXL VAE", setting=vae_setting)
-    else:
-        vae_model = load_pretrained(AutoencoderKL, base, subfolder="vae", **kw)
-    unet = load_pretrained(UNet2DConditionModel, base, subfolder="unet", **kw)
-    scheduler_config = dict(load_pretrained(EulerDiscreteScheduler, base, subfolder="scheduler", **kw).config)
-    sd = SDXLComponents(unet, vae_model, text_encoder, text_encoder_2, tokenizer, tokenizer_2, scheduler_config, base)
-    for m in sd.modules():
-        m.requires_grad_(False).eval()
-    return sd
+    parts = {"unet": (UNet2DConditionModel, "unet"), "text_encoder": (CLIPTextModel, "text_encoder"),
+             "text_encoder_2": (CLIPTextModelWithProjection, "text_encoder_2"), "tokenizer": (CLIPTokenizer, "tokenizer"),
+             "tokenizer_2": (CLIPTokenizer, "tokenizer_2"), "scheduler_config": (EulerDiscreteScheduler, "scheduler")}
+    if not vae:
+        parts["vae"] = (AutoencoderKL, "vae")
+    loaded = load_pipeline_parts(base, parts, "SDXL base model", setting)
+    if vae:  # a folder or id holding only a VAE
+        loaded["vae"] = load_pretrained(AutoencoderKL, vae, role="SDXL VAE", setting=vae_setting).requires_grad_(False).eval()
+    return SDXLComponents(**loaded, source=base)
 
 
 def load_sdxl_controlnet(spec: str, setting: str):
