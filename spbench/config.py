@@ -90,6 +90,7 @@ DEFAULTS: dict = {
         "diversity_batch_size": 16,   # images per DINOv2 batch (whole prompts; LPIPS pairs within each)
         # Bootstrap interval over prompts of every headline (spbench.metrics.bootstrap); 0 resamples: none.
         "bootstrap_resamples": 1000,
+        "bootstrap_fid_resamples": 100,  # FID's: each recomputes a 2048x2048 Frechet distance (seconds on a CPU)
         "bootstrap_seed": 0,
         "bootstrap_confidence": 0.95,
         # --protocol humansd (spbench.metrics.humansd_protocol, where each one is explained).
@@ -330,6 +331,8 @@ VALUE_RULES: dict = {
     "evaluation.det_box_threshold": (_is_finite, "a finite number"),
     "evaluation.bootstrap_resamples": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                                        "an integer >= 0 (0: no bootstrap interval)"),
+    "evaluation.bootstrap_fid_resamples": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+                                           "an integer >= 0 (0: no FID interval)"),
     "evaluation.bootstrap_seed": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0"),
     "evaluation.bootstrap_confidence": (lambda v: _is_finite(v) and 0 < v < 1, "a number strictly between 0 and 1, e.g. 0.95"),
 }

@@ -28,8 +28,8 @@ def compare(
     Both runs are resampled on the same draws of prompts (with replacement; a drawn prompt brings
     all its scored images), so the interval is that of the difference itself. The runs must come
     from the same split (content hash) with the same seeds, and each metric must be scored the
-    same way. AP metrics are recomputed from the predictions kept in RUN/bootstrap/; FID has no
-    interval (the record says why).
+    same way. AP metrics are recomputed from the predictions kept in RUN/bootstrap/, FID from the
+    Inception features kept there (evaluation.bootstrap_fid_resamples of the draws, or --resamples).
 
     Example:
 

@@ -8,7 +8,10 @@ The parts, each recorded in the result's ``evaluation.fid``:
   per k) and the Fréchet distance: :mod:`spbench.metrics.fid_moments`;
 - the reference statistics of the split's real images on the canvas, and their cache:
   :mod:`spbench.metrics.fid_reference`;
-- scoring a run (generated images as written, canvas size): :mod:`spbench.metrics.fid_scoring`.
+- scoring a run (generated images as written, canvas size): :mod:`spbench.metrics.fid_scoring`;
+- each generated image's features too (float32, as the extractor gives them), so that the
+  bootstrap interval over prompts can recompute FID on resampled prompts
+  (:class:`spbench.metrics.bootstrap.FidResampler`).
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import numpy as np
 
 from spbench.errors import SpbenchError
 from spbench.metrics.base import Evaluator, spread_over_k
-from spbench.metrics.fid_moments import Moments, frechet_distance
+from spbench.metrics.fid_moments import Moments, _pack, _unpack, frechet_distance
 
 
 class FidEvaluator(Evaluator):
-    """FID has no per-image value: its records list the images that entered it."""
+    """FID has no per-image value: its records list the images that entered it. Besides the
+    moments it keeps each image's features (float32), which the bootstrap resamples."""
 
     name = "fid"
     sums_images = True  # per-k feature moments
@@ -34,13 +38,15 @@ class FidEvaluator(Evaluator):
     def reset(self) -> None:
         super().reset()
         self._generated: dict[int, Moments] = {}
+        self._features: dict[tuple[str, int], np.ndarray] = {}  # float32 [D] per image
         self._reference: Moments | None = None
         self._reference_settings: dict | None = None
 
     def update(self, keys: list[tuple[str, int]], features: np.ndarray) -> None:
         """Add generated images (``(sample_id, k)`` each) with their features [N, D]; an image
         already recorded here is skipped (padded last batches)."""
-        features = np.asarray(features, dtype=np.float64)
+        raw = np.asarray(features)
+        features = raw.astype(np.float64)
         if features.shape != (len(keys), self.num_features):
             raise SpbenchError(f"FID got features of shape {features.shape} for {len(keys)} images, "
                                f"expected ({len(keys)}, {self.num_features}) from {self.extractor}")
@@ -48,6 +54,7 @@ class FidEvaluator(Evaluator):
         for i, (sample_id, k) in enumerate(keys):
             if self._add(sample_id, k, {}):
                 rows_by_k.setdefault(int(k), []).append(i)
+                self._features[(str(sample_id), int(k))] = raw[i].astype(np.float32)
         for k, rows in rows_by_k.items():
             self._generated.setdefault(k, Moments(self.num_features)).add(features[rows])
 
@@ -62,18 +69,35 @@ class FidEvaluator(Evaluator):
             "generated": {str(k): m.to_state() for k, m in self._generated.items()},
             "reference": self._reference.to_state() if self._reference is not None else None,
             "reference_settings": self._reference_settings,
+            "feature_keys": [[s, k] for s, k in sorted(self._features)],
+            "features": _pack(np.stack([self._features[key] for key in sorted(self._features)])
+                              if self._features else np.zeros((0, self.num_features)), "f4"),
         }
 
     def _merge_extra(self, state: dict) -> None:
         for k, m in state["generated"].items():
             target = self._generated.setdefault(int(k), Moments(self.num_features))
             target += Moments.from_state(m)
+        if "features" in state:
+            for (s, k), row in zip(state["feature_keys"], _unpack(state["features"])):
+                self._features[(str(s), int(k))] = row.astype(np.float32)
         if state.get("reference") is not None:
             if self._reference is not None and state["reference_settings"] != self._reference_settings:
                 raise SpbenchError("FID: processes used different reference statistics")
             if self._reference is None:
                 self._reference = Moments.from_state(state["reference"])
                 self._reference_settings = state["reference_settings"]
+
+    def feature_rows(self) -> tuple[list[tuple[str, int]], np.ndarray]:
+        """The scored images ``(sample_id, k)``, sorted, and their features, float32 [N, D]."""
+        keys = sorted(self._features)
+        rows = np.stack([self._features[key] for key in keys]) if keys else np.zeros((0, self.num_features), np.float32)
+        return keys, rows
+
+    @property
+    def reference(self) -> Moments | None:
+        """The reference statistics (None until :meth:`set_reference`)."""
+        return self._reference
 
     def compute(self) -> dict:
         """``{"fid", "per_k": {"0": {"fid", "num_generated"}}, "mean_over_k", "std_over_k",

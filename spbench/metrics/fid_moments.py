@@ -24,6 +24,23 @@ class Moments:
         self.sum += f.sum(axis=0)
         self.outer += f.T @ f
 
+    @classmethod
+    def of_weighted_rows(cls, features: np.ndarray, weights: np.ndarray) -> "Moments":
+        """The moments of a multiset of feature rows, row i counted ``weights[i]`` times (integers
+        >= 0): what :meth:`add` gives on the rows repeated, computed without repeating them, as
+        ``Σ w·f`` and ``Fᵀ·diag(w)·F`` (rows of weight 0 left out; the outer products as one
+        symmetric product of the √w-scaled rows, exact for weight 1)."""
+        f = np.asarray(features).reshape(len(features), -1)
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        keep = w > 0
+        f, w = f[keep].astype(np.float64, copy=False), w[keep]
+        m = cls(f.shape[1])
+        m.n = int(round(w.sum()))
+        m.sum = w @ f
+        g = f * np.sqrt(w)[:, None]
+        m.outer = g.T @ g
+        return m
+
     def __iadd__(self, other: "Moments") -> "Moments":
         self.n += other.n
         self.sum += other.sum
@@ -40,14 +57,15 @@ class Moments:
         return m
 
 
-def _pack(a: np.ndarray) -> dict:
-    # Base64 of the raw float64 bytes: exact, picklable and JSON-safe, far smaller than lists.
-    a = np.ascontiguousarray(a, dtype="<f8")
-    return {"shape": list(a.shape), "f8": base64.b64encode(a.tobytes()).decode("ascii")}
+def _pack(a: np.ndarray, code: str = "f8") -> dict:
+    # Base64 of the raw float64 (``f4``: float32) bytes: exact, picklable and JSON-safe, far smaller than lists.
+    a = np.ascontiguousarray(a, dtype="<" + code)
+    return {"shape": list(a.shape), code: base64.b64encode(a.tobytes()).decode("ascii")}
 
 
 def _unpack(d: dict) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(d["f8"]), dtype="<f8").reshape(d["shape"]).copy()
+    code = "f4" if "f4" in d else "f8"
+    return np.frombuffer(base64.b64decode(d[code]), dtype="<" + code).reshape(d["shape"]).copy()
 
 
 def frechet_distance(a: Moments, b: Moments) -> float | None:

@@ -23,8 +23,8 @@ moves more than that either way.
 :mod:`spbench.results.intervals`) instead of a fixed number: ``both`` holds when the expected
 value lies within the interval; ``higher`` fails only when the whole interval lies below it (and
 counts as improved when the whole interval lies above it); ``lower`` the mirror image. It applies
-to headline metrics (``pose.AP``, ``clip.score``, ``det.AP75``, ``pose@oracle.AP``); a record
-without an interval for it (FID has none) fails as ``missing``.
+to headline metrics (``pose.AP``, ``clip.score``, ``fid.fid``, ``det.AP75``, ``pose@oracle.AP``); a
+record without an interval for it (scored before intervals, or with resamples set to 0) fails as ``missing``.
 
 A metric the record marks invalid (e.g. AP-10K pose from a pose model without an AP-10K head)
 fails as ``invalid``; a diagnostic score (``pose@oracle.AP``, or an

@@ -5,16 +5,21 @@ Paired: both runs are resampled on the same draws of prompts (:func:`spbench.met
 so what the two methods share (which prompts are hard) cancels out of the difference. The runs must
 have been made from the same split (its content hash) under the same seeds (base seed, images per
 prompt, seed scheme), and each metric must have been scored the same way (model, protocol).
+
+FID is resampled from both runs' stored Inception features (``bootstrap/<key>.npz``), on the first
+``evaluation.bootstrap_fid_resamples`` (run A's; ``--resamples`` sets them too) of the same draws.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spbench.errors import SpbenchError
-from spbench.metrics.bootstrap import BootstrapSettings, paired_interval
+from spbench.metrics.bootstrap import (FID_BIAS_NOTE, FID_OLD_REASON, BootstrapSettings, FidResampler, fid_resamples,
+                                       paired_interval)
 from spbench.metrics.spec import METRIC_SPECS, metric_spec
 from spbench.results.intervals import load_resampler
 from spbench.results.load import RECORD_FILE, metric_value
@@ -137,7 +142,9 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metrics: list[str] | None
             if why is None and (rec["metrics"][key] or {}).get("invalid"):
                 why = f"marked invalid in {which}: {rec['metrics'][key]['invalid']}"
         skipped = ((a["metrics"][key] or {}).get("bootstrap") or {}).get("skipped")
-        why = why or (str(skipped) if skipped else None)  # not resampled (FID): the record says why
+        if skipped and str(skipped).startswith(FID_OLD_REASON):
+            skipped = None  # FID scored before its features were kept: load_resampler says so
+        why = why or (str(skipped) if skipped else None)  # not resampled: the record says why
         if why:
             row.reason = why
             continue
@@ -150,8 +157,15 @@ def compare_runs(run_a: str | Path, run_b: str | Path, metrics: list[str] | None
             found.append(r)
         if row.reason:
             continue
-        task = progress.add_task(f"paired bootstrap {key}", total=2 * settings.resamples) if progress else None
-        row.result = paired_interval(*found, settings, progress=(lambda: progress.advance(task)) if task is not None else None)
+        row_settings = settings
+        if all(isinstance(r, FidResampler) for r in found):  # FID (and HumanSD's): its own resample count
+            if resamples is None:
+                row_settings = dataclasses.replace(settings, resamples=fid_resamples(a.get("config") or {})[0])
+            out.notes.append(f"{row.label}: {row_settings.resamples} resamples (the first of the same draws; "
+                             f"run A's evaluation.bootstrap_fid_resamples unless --resamples is given). {FID_BIAS_NOTE}")
+        task = progress.add_task(f"paired bootstrap {key}", total=2 * row_settings.resamples) if progress else None
+        row.result = paired_interval(*found, row_settings,
+                                     progress=(lambda: progress.advance(task)) if task is not None else None)
     for which, rec in (("A", a), ("B", b)):
         if rec.get("tiny"):
             out.notes.append(f"run {which} used tiny random models: its numbers check the machinery and are not results")
@@ -183,7 +197,8 @@ def comparison_table(c: Comparison):
         r = row.result
         diff = "—" if r["difference"] is None else f"{r['difference']:+.2f}"
         ci = "—" if r["low"] is None else f"[{r['low']:+.2f}, {r['high']:+.2f}]"
-        t.add_row(row.label, _fmt(r["a"], spec), _fmt(r["b"], spec), diff, ci, str(r["num_prompts"]), row.verdict)
+        label = row.label if r["resamples"] == c.settings.resamples else f"{row.label} ({r['resamples']} resamples)"
+        t.add_row(label, _fmt(r["a"], spec), _fmt(r["b"], spec), diff, ci, str(r["num_prompts"]), row.verdict)
     return t
 
 

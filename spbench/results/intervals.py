@@ -6,27 +6,38 @@ stored in the record next to it as ``metrics.<metric>.bootstrap``::
     "bootstrap": {"key": "AP", "low": 61.2, "high": 70.4, "confidence": 0.95, "resamples": 1000,
                   "seed": 0, "num_prompts": 995, "num_undefined": 0, "method": "...", ...}
 
-or ``{"key": "fid", "skipped": "<why>"}``. Settings: ``evaluation.bootstrap_resamples`` (1000; 0 turns
-intervals off), ``evaluation.bootstrap_seed`` (0), ``evaluation.bootstrap_confidence`` (0.95).
+or ``{"key": ..., "skipped": "<why>"}``. Settings: ``evaluation.bootstrap_resamples`` (1000; 0 turns
+intervals off), ``evaluation.bootstrap_fid_resamples`` (FID's, 100; 0 turns FID's off),
+``evaluation.bootstrap_seed`` (0), ``evaluation.bootstrap_confidence`` (0.95). FID's block adds
+``note``: why its interval is not centred on the estimate.
 
 What the resampling needs is kept in the run folder, so that ``spbench compare`` can resample two
 runs on the same draws: ``RUN/bootstrap/<metric key>.json.gz`` (gzipped JSON) holds, per scored
 image, its ground truth and detections in COCO form (pose, detection: the predictions themselves,
-which ``per_image.jsonl`` does not keep) or its group and value (CLIP). A run scored before these
-files existed still compares on CLIP, read from ``per_image.jsonl``.
+which ``per_image.jsonl`` does not keep) or its group and value (CLIP); ``RUN/bootstrap/fid.npz``
+(numpy, no pickle) holds each generated image's Inception features (float32) with its sample id
+and k, and the reference moments. A run scored before these files existed still compares on CLIP,
+read from ``per_image.jsonl``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
+import io
 import json
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_bytes, dumps
-from spbench.metrics.bootstrap import (BootstrapSettings, DATA_FORMAT, EvaluatorResampler, Resampler, interval,
-                                       resampler_for, resampler_from_data)
+from spbench.metrics.bootstrap import (BootstrapSettings, DATA_FORMAT, FID_BIAS_NOTE, FID_OLD_REASON,
+                                       EvaluatorResampler, FidResampler, Resampler, fid_data_arrays,
+                                       fid_data_from_arrays, fid_resamples, interval, resampler_for,
+                                       resampler_from_data)
 from spbench.metrics.spec import metric_spec
 
 BOOTSTRAP_DIR = "bootstrap"
@@ -35,6 +46,33 @@ BOOTSTRAP_DIR = "bootstrap"
 def data_path(run_dir: str | Path, key: str) -> Path:
     """Where the bootstrap data of the metric ``key`` (``pose``, ``pose@oracle``) of a run lives."""
     return Path(run_dir) / BOOTSTRAP_DIR / f"{key}.json.gz"
+
+
+def features_path(run_dir: str | Path, key: str) -> Path:
+    """Where FID's bootstrap data (features, ``.npz``) of the metric ``key`` of a run lives."""
+    return Path(run_dir) / BOOTSTRAP_DIR / f"{key}.npz"
+
+
+def write_features(path: Path, data: dict) -> str:
+    """Write FID's bootstrap data as an uncompressed ``.npz`` (fixed zip dates: the same data gives
+    the same bytes); returns its sha256."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, array in fid_data_arrays(data).items():
+            with zf.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
+    raw = buf.getvalue()
+    atomic_write_bytes(path, raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def read_features(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            return fid_data_from_arrays({name: arrays[name] for name in arrays.files})
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise SpbenchError(f"{path}: not readable FID bootstrap data ({e}); rescore the run with `spbench evaluate` "
+                           "to rewrite it") from None
 
 
 def write_data(path: Path, data: dict) -> str:
@@ -58,17 +96,29 @@ def score_interval(run_dir: str | Path, key: str, metric: str, evaluator, config
     to resample is recorded as the reason (with a warning), never lost scores."""
     settings = BootstrapSettings.from_config(config)
     headline = metric_spec(metric).key
-    path = data_path(run_dir, key)
+    path, fid_path = data_path(run_dir, key), features_path(run_dir, key)
+    note = {}
     try:
         found = resampler_for(evaluator, headline)
         if isinstance(found, str):
             path.unlink(missing_ok=True)
+            fid_path.unlink(missing_ok=True)
             return {"key": headline, "skipped": found}
         stored = None
-        if found.data is not None:
+        if isinstance(found, FidResampler):
+            path.unlink(missing_ok=True)
+            resamples, why_not = fid_resamples(config)
+            if why_not:
+                fid_path.unlink(missing_ok=True)
+                return {"key": headline, "resamples": 0, "skipped": why_not}
+            settings, note = dataclasses.replace(settings, resamples=resamples), {"note": FID_BIAS_NOTE}
+            stored = {"file": f"{BOOTSTRAP_DIR}/{fid_path.name}", "sha256": write_features(fid_path, found.data)}
+        elif found.data is not None:
+            fid_path.unlink(missing_ok=True)
             stored = {"file": f"{BOOTSTRAP_DIR}/{path.name}", "sha256": write_data(path, found.data)}
         else:
             path.unlink(missing_ok=True)
+            fid_path.unlink(missing_ok=True)
         task = None
         if progress is not None and settings.resamples and len(found.prompts) > 1:
             task = progress.add_task(f"bootstrap {key}", total=settings.resamples)
@@ -79,7 +129,7 @@ def score_interval(run_dir: str | Path, key: str, metric: str, evaluator, config
         reason = f"resampling failed ({type(e).__name__}: {e})"
         warnings.warn(f"{key}: no bootstrap interval: {reason}", stacklevel=2)
         return {"key": headline, "skipped": reason}
-    return {**block, "data": stored}
+    return {**block, **note, "data": stored}
 
 
 def load_resampler(run_dir: str | Path, key: str, record: dict | None = None) -> Resampler | str:
@@ -89,6 +139,16 @@ def load_resampler(run_dir: str | Path, key: str, record: dict | None = None) ->
     block = block if isinstance(block, dict) else {}
     rescore = f"rescore it with `spbench evaluate {run_dir} --metrics {key.partition('@')[0]}`"
     path = data_path(run_dir, key)
+    fid_path = features_path(run_dir, key)
+    if fid_path.is_file():
+        expected = (block.get("data") or {}).get("sha256")
+        if expected and hashlib.sha256(fid_path.read_bytes()).hexdigest() != expected:
+            raise SpbenchError(f"{fid_path} is not the data {run_dir / 'result.json'} was scored with (its sha256 "
+                               f"differs): {rescore}")
+        return resampler_from_data(read_features(fid_path))
+    if str(block.get("skipped") or "").startswith(FID_OLD_REASON):
+        return (f"the run was scored before spbench kept each image's Inception features for FID's interval "
+                f"({fid_path} does not exist): {rescore}")
     if path.is_file():
         expected = (block.get("data") or {}).get("sha256")
         if expected and hashlib.sha256(path.read_bytes()).hexdigest() != expected:

@@ -17,7 +17,7 @@ CI_FIELDS = ("ci_low", "ci_high")
 CI_CAPTION = "Each cell: paper / ours [interval] (ours − paper); — where there is no number."
 CI_NOTE = ("[low, high]: the bootstrap interval over prompts recorded with our number (result.json "
            "metrics.<metric>.bootstrap; percentile, 95% unless evaluation.bootstrap_confidence says otherwise); "
-           "FID has none (its record says why).")
+           "FID's (evaluation.bootstrap_fid_resamples) shows the spread, FID being biased upward on resampled sets.")
 
 
 def interval_of(rec: Loaded | None, key: str) -> tuple[float, float]:
