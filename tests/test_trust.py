@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from helpers import spbench_in_process
+from helpers import quadruped_sample, spbench_in_process
 from spbench import harness
 from spbench.cli import app
 from spbench.config import load_profile, resolve
@@ -552,3 +552,12 @@ def test_a_scored_run_with_an_undefined_fid_writes_strict_json(scored_run, tmp_p
     for line in (run / "per_image.jsonl").read_text().splitlines():
         json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c} in per_image.jsonl"))
     assert RunFolder(run).read_manifest()
+
+
+def test_pose_model_input_mismatch_is_a_one_line_error():
+    """The official protocol's crop boxes must come one list per image (a mismatch is the caller's
+    mistake, reported as such, not a NameError)."""
+    from spbench.metrics.pose_models import _check_original_size
+
+    with pytest.raises(SpbenchError, match="pose model got 1 images, 1 samples, 2 box lists"):
+        _check_original_size([None], [quadruped_sample(0)], [[], []])

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from spbench.data.cleaning import clean_annotations, pick_image_root, read_annotation_file
-from spbench.data.records import KPT_PLACEHOLDER, Sample, Split
+from spbench.data.records import KPT_PLACEHOLDER, Split
 from spbench.schemas import AP10K, KeypointSchema
 
 SPLITS = tuple(f"{part}-split{k}" for k in (1, 2, 3) for part in ("train", "val", "test"))
@@ -100,22 +100,10 @@ def read_ap10k(
 
     samples = []
     for c in kept:
-        image_id = c.image_id
         background = background_name(c.image.get("background"))
-        samples.append(
-            Sample(
-                sample_id=f"ap10k-{image_id:012d}",
-                image_id=image_id,
-                file=c.image["file_name"],
-                width=int(c.image["width"]),
-                height=int(c.image["height"]),
-                schema=schema.name,
-                instances=c.instances,
-                prompt_template=prompt_template(image_id, [i.category for i in c.instances], background),
-                scene=background,
-                extra={"template": template_index(image_id), "background": c.image.get("background")},
-            )
-        )
+        prompt = prompt_template(c.image_id, [i.category for i in c.instances], background)
+        samples.append(c.sample(f"ap10k-{c.image_id:012d}", schema.name, prompt, background,
+                                extra={"template": template_index(c.image_id), "background": c.image.get("background")}))
     return Split(
         dataset=dataset,
         name=split or ann_file.stem,

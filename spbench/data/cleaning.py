@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from spbench.data.records import Instance
+from spbench.data.records import Instance, Sample
 from spbench.errors import SpbenchError
 
 STAT_KEYS = (
@@ -58,6 +58,12 @@ class CleanImage:
     @property
     def image_id(self) -> int:
         return int(self.image["id"])
+
+    def sample(self, sample_id: str, schema: str, prompt_template: str, scene: str = "", extra: dict | None = None) -> Sample:
+        """The image as a Sample: its file, size and kept instances, with the reader's id, prompt and scene."""
+        return Sample(sample_id=sample_id, image_id=self.image_id, file=self.image["file_name"],
+                      width=int(self.image["width"]), height=int(self.image["height"]), schema=schema,
+                      instances=self.instances, prompt_template=prompt_template, scene=scene, extra=extra or {})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from spbench.data.cleaning import clean_annotations, pick_image_root, read_annotation_file
-from spbench.data.records import KPT_PLACEHOLDER, Sample, Split
+from spbench.data.records import KPT_PLACEHOLDER, Split
 from spbench.errors import SpbenchError
 from spbench.schemas import COCO17, KeypointSchema
 
@@ -61,17 +61,8 @@ def read_coco_keypoints(
     files = [c.image["file_name"] for c in kept]
     image_root = pick_image_root(_image_folder_candidates(ann_file, data_root), files)
     samples = tuple(
-        Sample(
-            sample_id=f"coco-{c.image_id}",
-            image_id=c.image_id,
-            file=c.image["file_name"],
-            width=int(c.image["width"]),
-            height=int(c.image["height"]),
-            schema=schema.name,
-            instances=c.instances,
-            prompt_template=prompt_template(c.image, [i.category for i in c.instances]),
-            scene=c.image["category"] if isinstance(c.image.get("category"), str) else "",
-        )
+        c.sample(f"coco-{c.image_id}", schema.name, prompt_template(c.image, [i.category for i in c.instances]),
+                 c.image["category"] if isinstance(c.image.get("category"), str) else "")
         for c in kept
     )
     return Split(dataset=dataset, name=split or ann_file.stem, samples=samples,

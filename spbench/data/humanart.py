@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from spbench.data.cleaning import clean_annotations, pick_image_root, read_annotation_file
-from spbench.data.records import KPT_PLACEHOLDER, Sample, Split
+from spbench.data.records import KPT_PLACEHOLDER, Split
 from spbench.errors import SpbenchError
 from spbench.schemas import COCO17, KeypointSchema
 
@@ -67,17 +67,7 @@ def read_humanart(
     image_root = pick_image_root(_root_candidates(ann_file, data_root), files)
 
     samples = tuple(
-        Sample(
-            sample_id=f"humanart-{c.image_id}",
-            image_id=c.image_id,
-            file=c.image["file_name"],
-            width=int(c.image["width"]),
-            height=int(c.image["height"]),
-            schema=schema.name,
-            instances=c.instances,
-            prompt_template=prompt_template(c.image["description"]),
-            scene=str(c.image.get("category", "")),
-        )
+        c.sample(f"humanart-{c.image_id}", schema.name, prompt_template(c.image["description"]), str(c.image.get("category", "")))
         for c in kept
     )
     return Split(

@@ -113,7 +113,6 @@ def wrap_to_uint8(x):
 
 def real_pixels(image, code: str = "official") -> np.ndarray:
     """A real image as HumanSD hands it to the Inception: uint8 [299, 299, 3]."""
-    import torch
     from torchvision.transforms import functional as TF
 
     image = TF.center_crop(TF.resize(image.convert("RGB"), SIZE), [SIZE, SIZE])

@@ -55,7 +55,7 @@ def _check_inputs(images: list, samples: list[Sample], transforms: list[CanvasTr
 
 def _check_original_size(images: list, samples: list[Sample], crop_boxes: list[list]) -> None:
     if not (len(images) == len(samples) == len(crop_boxes)):
-        raise SpbenchError(f"pose model got {len(images)} images, {len(samples)} samples, {len(boxes)} box lists")
+        raise SpbenchError(f"pose model got {len(images)} images, {len(samples)} samples, {len(crop_boxes)} box lists")
     for im, s, b in zip(images, samples, crop_boxes):
         if len(b) != len(s.instances):
             raise SpbenchError(f"sample {s.sample_id}: {len(b)} crop windows for {len(s.instances)} instances")

@@ -21,8 +21,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from spbench.errors import SpbenchError
-from spbench.models.hub import load_pipeline_parts, load_pretrained
+from spbench.models.hub import load_frozen_model, load_pipeline_parts
 from spbench.registry import TINY_PREFIX, is_tiny_spec, tiny_builder
 
 if TYPE_CHECKING:  # torch is imported where used: listing methods must not import it
@@ -82,16 +81,9 @@ def load_flux_components(base: str, setting: str = "models.flux_base") -> FluxCo
 
 def load_flux_controlnet(spec: str, setting: str):
     """A diffusers ``FluxControlNetModel`` (hub id or folder), or ``tiny://controlnet-flux-union``."""
-    if not spec:
-        raise SpbenchError(f"{setting} is not set: name the FLUX ControlNet (a hub id or a folder), "
-                           f"e.g. --set {setting}=InstantX/FLUX.1-dev-Controlnet-Union, or pass --checkpoint")
-    if is_tiny_spec(spec):
-        return tiny_builder(spec, TINY_CONTROLNET_FLUX_UNION, "unknown tiny model {spec!r} (" + setting + "): use {known}")()
-    from diffusers import FluxControlNetModel
-
     with _own_deprecation_quiet():
-        model = load_pretrained(FluxControlNetModel, spec, role="FLUX ControlNet", setting=setting)
-    return model.requires_grad_(False).eval()
+        return load_frozen_model(spec, setting, "FLUX ControlNet", "InstantX/FLUX.1-dev-Controlnet-Union",
+                                 TINY_CONTROLNET_FLUX_UNION, "diffusers:FluxControlNetModel")
 
 
 @contextlib.contextmanager

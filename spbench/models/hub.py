@@ -108,3 +108,18 @@ def load_pipeline_parts(base: str, parts: dict, role: str, setting: str) -> dict
             part.requires_grad_(False).eval()
         out[name] = part
     return out
+
+
+def load_frozen_model(spec: str | None, setting: str, role: str, example: str, tiny_default: str, cls: str):
+    """The frozen, eval-mode model ``spec`` names (a hub id or folder, loaded with the diffusers or
+    transformers class ``cls``, "module:Class"), or a ``tiny://`` build; a one-line error naming
+    ``setting`` and an ``example`` id when unset."""
+    from spbench.registry import import_target, is_tiny_spec, tiny_builder
+
+    if not spec:
+        raise SpbenchError(f"{setting} is not set: name the {role} (a hub id or a folder), "
+                           f"e.g. --set {setting}={example}, or pass --checkpoint")
+    if is_tiny_spec(spec):
+        return tiny_builder(spec, tiny_default, "unknown tiny model {spec!r} (" + setting + "): use {known}")()
+    return load_pretrained(import_target(cls), spec, role=role, setting=setting).requires_grad_(False).eval()
+

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spbench.errors import SpbenchError
-from spbench.models.hub import load_pipeline_parts, load_pretrained
+from spbench.models.hub import load_frozen_model, load_pipeline_parts
 from spbench.registry import TINY_PREFIX, is_tiny_spec, tiny_builder
 
 TINY_SD3 = TINY_PREFIX + "sd3"
@@ -78,14 +78,8 @@ def load_sd3_components(base: str, setting: str = "models.sd3_base") -> SD3Compo
 
 def load_sd3_controlnet(spec: str, setting: str):
     """A diffusers ``SD3ControlNetModel`` (hub id or folder), or ``tiny://controlnet-sd3``."""
-    if not spec:
-        raise SpbenchError(f"{setting} is not set: name the SD3 ControlNet (a hub id or a folder), "
-                           f"e.g. --set {setting}=InstantX/SD3-Controlnet-Pose, or pass --checkpoint")
-    if is_tiny_spec(spec):
-        return tiny_builder(spec, TINY_CONTROLNET_SD3, "unknown tiny model {spec!r} (" + setting + "): use {known}")()
-    from diffusers import SD3ControlNetModel
-
-    return load_pretrained(SD3ControlNetModel, spec, role="SD3 ControlNet", setting=setting).requires_grad_(False).eval()
+    return load_frozen_model(spec, setting, "SD3 ControlNet", "InstantX/SD3-Controlnet-Pose", TINY_CONTROLNET_SD3,
+                             "diffusers:SD3ControlNetModel")
 
 
 # The MMDiT's shape, shared by the tiny transformer and its ControlNet: 4 heads of 8 = 32 wide

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spbench.errors import SpbenchError
-from spbench.models.hub import load_pipeline_parts, load_pretrained
+from spbench.models.hub import load_frozen_model, load_pipeline_parts, load_pretrained
 from spbench.registry import TINY_PREFIX, is_tiny_spec, tiny_builder
 
 TINY_SDXL = TINY_PREFIX + "sdxl"
@@ -88,14 +88,8 @@ def load_sdxl_components(base: str, vae: str | None = None, setting: str = "mode
 
 def load_sdxl_controlnet(spec: str, setting: str):
     """A diffusers SDXL ``ControlNetModel`` (hub id or folder), or ``tiny://controlnet-sdxl``."""
-    if not spec:
-        raise SpbenchError(f"{setting} is not set: name the SDXL ControlNet (a hub id or a folder), "
-                           f"e.g. --set {setting}=xinsir/controlnet-openpose-sdxl-1.0, or pass --checkpoint")
-    if is_tiny_spec(spec):
-        return tiny_builder(spec, TINY_CONTROLNET_SDXL, "unknown tiny model {spec!r} (" + setting + "): use {known}")()
-    from diffusers import ControlNetModel
-
-    return load_pretrained(ControlNetModel, spec, role="SDXL ControlNet", setting=setting).requires_grad_(False).eval()
+    return load_frozen_model(spec, setting, "SDXL ControlNet", "xinsir/controlnet-openpose-sdxl-1.0", TINY_CONTROLNET_SDXL,
+                             "diffusers:ControlNetModel")
 
 
 def _tiny_unet(seed: int):
