@@ -49,18 +49,28 @@ class FeatureExtractor:
 
     def __call__(self, images: list) -> np.ndarray:
         """float64 features of PIL images; images of the same size are batched together."""
+        return features_by_size(images, self.num_features, self.features)
+
+    def features(self, batch: np.ndarray) -> np.ndarray:
+        """float64 features of uint8 images [N, H, W, 3] (one size per call)."""
         import torch
 
-        out = np.zeros((len(images), self.num_features))
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, im in enumerate(images):
-            by_size.setdefault(im.size, []).append(i)
-        for idx in by_size.values():
-            x = torch.from_numpy(np.stack([np.asarray(images[i].convert("RGB"), dtype=np.uint8) for i in idx]))
-            with torch.inference_mode():
-                feats = self.module(x.permute(0, 3, 1, 2).contiguous().to(self.device))
-            out[idx] = feats.reshape(len(idx), -1).double().cpu().numpy()
-        return out
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
+        with torch.inference_mode():
+            out = self.module(x.to(self.device))
+        return out.reshape(len(batch), -1).double().cpu().numpy()
+
+
+def features_by_size(images: list, num_features: int, features) -> np.ndarray:
+    """[N, num_features] features of PIL images, ``features`` called on the uint8 RGB stack
+    [n, H, W, 3] of each group of images of one size (in the images' order)."""
+    out = np.zeros((len(images), num_features))
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, im in enumerate(images):
+        by_size.setdefault(im.size, []).append(i)
+    for idx in by_size.values():
+        out[idx] = features(np.stack([np.asarray(images[i].convert("RGB"), dtype=np.uint8) for i in idx]))
+    return out
 
 
 def resize_batch(x, size: int, resize: str):

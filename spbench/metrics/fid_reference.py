@@ -50,19 +50,28 @@ def reference_cache_path(config: dict, settings: dict) -> Path:
     return cache_root(config) / "fid" / f"{name}.npz"
 
 
-def load_reference(path: Path, settings: dict) -> Moments | None:
-    """The cached moments, or None if absent, unreadable or made under other settings."""
+def read_cached_arrays(path: Path, settings: dict, keys: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The arrays ``keys`` of a cache file written with ``settings`` (an .npz with a ``settings``
+    JSON entry), or None if absent, unreadable or made under other settings."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as f:
             if json.loads(str(f["settings"])) != settings:
                 return None
-            m = Moments(0)
-            m.n, m.sum, m.outer = int(f["n"]), f["sum"].copy(), f["outer"].copy()
-            return m
+            return {key: f[key].copy() for key in keys}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None
+
+
+def load_reference(path: Path, settings: dict) -> Moments | None:
+    """The cached moments, or None if absent, unreadable or made under other settings."""
+    arrays = read_cached_arrays(path, settings, ("n", "sum", "outer"))
+    if arrays is None:
+        return None
+    m = Moments(0)
+    m.n, m.sum, m.outer = int(arrays["n"]), arrays["sum"], arrays["outer"]
+    return m
 
 
 def save_reference(path: Path, settings: dict, m: Moments) -> None:

@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from spbench.errors import SpbenchError
-from spbench.metrics.fid_inception import INCEPTION_NAME, INCEPTION_URL, inception_weights
+from spbench.metrics.fid_inception import INCEPTION_NAME, INCEPTION_URL, FeatureExtractor, inception_weights
 from spbench.metrics.model_specs import is_tiny, tiny_builder
 from spbench.files import file_sha256
 from spbench.weights import read_tensors, tensor_file
 
 FID_FEATURE, KID_FEATURE = "64", "2048"
 SIZE = 299
+# Inside the network: torch-fidelity's TensorFlow-1-compatible bilinear resize to 299x299.
+RESIZE = "tf1"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TINY = "tiny://inception"
@@ -47,34 +48,10 @@ REAL_WORDS = {
 
 
 @dataclass
-class HumanSDExtractor:
-    """A module from uint8 images [N, 3, H, W] to features [N, D], and what identifies it."""
+class HumanSDExtractor(FeatureExtractor):
+    """FID's feature extractor at one of HumanSD's feature layers (``feature``: "64", "2048")."""
 
-    module: Any
-    name: str
-    feature: str
-    num_features: int
-    weights: str
-    device: str = "cpu"
-
-    def features(self, batch: np.ndarray) -> np.ndarray:
-        """float64 features of uint8 images [N, H, W, 3] (one size per call)."""
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.uint8)).permute(0, 3, 1, 2).contiguous()
-        with torch.inference_mode():
-            out = self.module(x.to(self.device))
-        return out.reshape(len(batch), -1).double().cpu().numpy()
-
-    def __call__(self, images: list) -> np.ndarray:
-        """Features of PIL images as they are (generated images), batched by size."""
-        out = np.zeros((len(images), self.num_features))
-        by_size: dict[tuple[int, int], list[int]] = {}
-        for i, im in enumerate(images):
-            by_size.setdefault(im.size, []).append(i)
-        for idx in by_size.values():
-            out[idx] = self.features(np.stack([np.asarray(images[i].convert("RGB"), dtype=np.uint8) for i in idx]))
-        return out
+    feature: str = "2048"
 
 
 def load_extractor(spec: str | os.PathLike | None, feature: str, device: str = "cpu") -> HumanSDExtractor:
@@ -88,7 +65,7 @@ def load_extractor(spec: str | os.PathLike | None, feature: str, device: str = "
     spec = os.fspath(spec)
     if is_tiny(spec, TINY, "FID extractor"):
         module = tiny_builder(spec)(resize="tf1")
-        return HumanSDExtractor(module.to(device), "tiny-inception", feature, module.num_features, "seed-0", device)
+        return HumanSDExtractor(module.to(device), "tiny-inception", RESIZE, module.num_features, "seed-0", device, feature)
     path = inception_weights(spec)
     from torchmetrics.image.fid import NoTrainInceptionV3
 
@@ -100,7 +77,7 @@ def load_extractor(spec: str | os.PathLike | None, feature: str, device: str = "
     except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SpbenchError(f"{path} is not {what} ({first}); {fix}") from None
-    return HumanSDExtractor(module.to(device), INCEPTION_NAME, feature, int(feature), file_sha256(path)[:16], device)
+    return HumanSDExtractor(module.to(device), INCEPTION_NAME, RESIZE, int(feature), file_sha256(path)[:16], device, feature)
 
 
 def wrap_to_uint8(x):

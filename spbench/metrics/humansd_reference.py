@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import re
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from PIL import Image
 from spbench.errors import SpbenchError
 from spbench.files import atomic_write_bytes, cache_root
 from spbench.metrics.evaluate import ScoringContext, batches
+from spbench.metrics.fid_reference import read_cached_arrays
 from spbench.metrics.humansd_inception import REAL_WORDS, HumanSDExtractor, real_features
 
 CACHE_VERSION = 1
@@ -40,15 +40,8 @@ def cache_path(config: dict, settings: dict, code: str) -> Path:
 
 
 def _load(path: Path, settings: dict) -> np.ndarray | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            if json.loads(str(f["settings"])) != settings:
-                return None
-            return f["features"].copy()
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
+    arrays = read_cached_arrays(path, settings, ("features",))
+    return None if arrays is None else arrays["features"]
 
 
 def reference_features(ctx: ScoringContext, extractor: HumanSDExtractor, code: str, batch_size: int,
