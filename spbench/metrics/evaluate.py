@@ -55,6 +55,16 @@ class ScoringContext:
         """The dataset's real image of ``sample`` (for FID and the Real Image row)."""
         return Path(self.run_info["dataset"]["data_root"]) / sample.file
 
+    def reference_image(self, sample: Sample, needed_by: str) -> Image.Image:
+        """That image in RGB; an unreadable file is a one-line error saying what ``needed_by`` it."""
+        path = self.reference_image_path(sample)
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except OSError as e:
+            raise SpbenchError(f"{needed_by} the dataset's real images: cannot read {path} ({type(e).__name__}: {e}); "
+                               "check the dataset's data root") from None
+
     def load_image(self, row: dict) -> Image.Image:
         with Image.open(self.run.path / row["file"]) as image:
             return image.convert("RGB")

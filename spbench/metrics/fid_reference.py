@@ -15,10 +15,8 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from spbench.canvas import CanvasTransform, image_to_canvas
-from spbench.errors import SpbenchError
 from spbench.files import atomic_write_bytes, cache_root
 from spbench.metrics.evaluate import ScoringContext, batches
 from spbench.metrics.fid_inception import FeatureExtractor
@@ -94,15 +92,8 @@ def reference_moments(ctx: ScoringContext, extractor: FeatureExtractor, batch_si
     samples = list(ctx.samples.values())
     task = progress.add_task("FID reference statistics", total=len(samples)) if progress else None
     for chunk in batches(samples, batch_size):
-        images = []
-        for s in chunk:
-            file = ctx.reference_image_path(s)
-            try:
-                with Image.open(file) as im:
-                    images.append(image_to_canvas(im, CanvasTransform.fit(s.width, s.height, size, mode)))
-            except OSError as e:
-                raise SpbenchError(f"FID needs the dataset's real images: cannot read {file} ({type(e).__name__}); "
-                                   "check the dataset's data root") from None
+        images = [image_to_canvas(ctx.reference_image(s, "FID needs"), CanvasTransform.fit(s.width, s.height, size, mode))
+                  for s in chunk]
         moments.add(extractor(images))
         if progress:
             progress.advance(task, len(chunk))

@@ -13,9 +13,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from spbench.errors import SpbenchError
 from spbench.files import atomic_write_bytes, cache_root
 from spbench.metrics.evaluate import ScoringContext, batches
 from spbench.metrics.fid_reference import read_cached_arrays
@@ -57,15 +55,7 @@ def reference_features(ctx: ScoringContext, extractor: HumanSDExtractor, code: s
     feats = []
     task = progress.add_task(f"HumanSD real-image features ({extractor.feature})", total=len(samples)) if progress else None
     for chunk in batches(samples, batch_size):
-        images = []
-        for s in chunk:
-            file = ctx.reference_image_path(s)
-            try:
-                with Image.open(file) as im:
-                    images.append(im.convert("RGB"))
-            except OSError as e:
-                raise SpbenchError(f"HumanSD's FID/KID need the dataset's real images: cannot read {file} "
-                                   f"({type(e).__name__}); check the dataset's data root") from None
+        images = [ctx.reference_image(s, "HumanSD's FID/KID need") for s in chunk]
         feats.append(real_features(extractor, images, code))
         if progress:
             progress.advance(task, len(chunk))

@@ -87,10 +87,4 @@ def _score_pose_official(ctx: ScoringContext, rows: list[dict], progress, schema
 
 
 def _dataset_image(ctx: ScoringContext, sample: Sample) -> Image.Image:
-    path = ctx.reference_image_path(sample)
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except OSError as e:
-        raise SpbenchError(f"the official protocol scores the Real Image row on the dataset images; "
-                           f"cannot read {path}: {e}") from None
+    return ctx.reference_image(sample, "the official protocol scores the Real Image row on")
