@@ -96,6 +96,9 @@ DEFAULTS: dict = {
         # --protocol humansd (spbench.metrics.humansd_protocol, where each one is explained).
         "humansd": {"code": "official", "pose_batch": 10, "box_threshold": 0.35, "max_people": 30,
                     "max_condition_people": 10, "kid_subset_size": 1000, "kid_subsets": 100, "kid_seed": 0},
+        # --protocol stable-pose: the same settings, Stable-Pose's (and GRPose's) values.
+        "stable_pose": {"code": "official", "pose_batch": 4, "box_threshold": 0.35, "max_people": 30,
+                        "max_condition_people": 10, "kid_subset_size": 200, "kid_subsets": 100, "kid_seed": 0},
     },
     # Caches (FID reference statistics, extracted conditions); None: $SPBENCH_CACHE or ~/.cache/spbench.
     "paths": {"cache": None},

@@ -129,7 +129,7 @@ def check_scoring(config: dict, metrics: list[str], pose_model: str | None = Non
     for name in humansd_protocol.protocol_metrics(metrics, protocol):
         if name in not_applicable:
             continue
-        if name in humansd_protocol.METRICS:
+        if humansd_protocol.family_of(name):
             _check_humansd_models(config, name, pose_model)
         elif name == "pose":
             setting = "--pose-model" if pose_model else "models.pose"
@@ -170,12 +170,13 @@ def _check_inception(models: dict) -> None:
 
 
 def _check_humansd_models(config: dict, name: str, pose_model: str | None) -> None:
-    """The models of one of HumanSD's metrics (spbench.metrics.humansd_protocol.MODEL_ROLES)."""
+    """The models of one of the HumanSD family's metrics (spbench.metrics.humansd_protocol.MODEL_ROLES)."""
     from spbench.metrics import humansd_protocol
     from spbench.metrics.model_specs import is_diagnostic_model
 
-    humansd_protocol.settings(config)  # evaluation.humansd, checked
-    if name == humansd_protocol.POSE:
+    family = humansd_protocol.family_of(name)
+    humansd_protocol.settings(config, family)  # evaluation.humansd / evaluation.stable_pose, checked
+    if humansd_protocol.kind_of(name) == "pose":
         humansd_protocol.check_schema(config)
     models = config["models"]
     for role in humansd_protocol.MODEL_ROLES[name]:
@@ -237,16 +238,16 @@ def _check_model(spec, role: str, setting: str, builtin: tuple[str, ...], folder
 
 def parse_metrics(text: str | None, protocol: str | None = None) -> list[str]:
     """The metrics of ``--metrics``; unset: pose (evaluation.metrics), or under ``--protocol humansd``
-    every metric of HumanSD's protocol."""
+    (``stable-pose``) every metric of that protocol."""
     from spbench.config import DEFAULTS
     from spbench.metrics.evaluate import METRICS
-    from spbench.metrics.humansd_protocol import SHORTHANDS
+    from spbench.metrics.humansd_protocol import FAMILIES, SHORTHANDS
 
     if text is None:
-        text = "humansd" if protocol == "humansd" else DEFAULTS["evaluation"]["metrics"]
+        text = FAMILIES[protocol].prefix if protocol in FAMILIES else DEFAULTS["evaluation"]["metrics"]
     names = [m.strip() for m in text.split(",") if m.strip()]
     for m in names:
-        if m not in METRICS and m not in SHORTHANDS:  # kid, humansd: HumanSD's metrics (--protocol humansd)
+        if m not in METRICS and m not in SHORTHANDS:  # kid, humansd, stablepose: the HumanSD family's metrics
             raise SpbenchError(f"unknown metric {m!r} in --metrics (known: {', '.join([*METRICS, *SHORTHANDS])})")
     if not names:
         raise SpbenchError("--metrics is empty: name at least one of " + ", ".join(METRICS))
@@ -271,7 +272,7 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
     run, info = resolved.run, resolved.info
     # The protocol and the model of every chosen metric, checked before any image is decoded.
     protocol = check_scoring(info["config"], metrics, pose_model, protocol, (info.get("method") or {}).get("name"))
-    metrics = protocol_metrics(metrics, protocol)  # --protocol humansd: pose, fid, clip, kid are HumanSD's
+    metrics = protocol_metrics(metrics, protocol)  # --protocol humansd / stable-pose: pose, fid, clip, kid are theirs
     with run_lock(run.path, enabled=state.is_main_process, keep=keep_lock), load_options(info["config"]["models"]):
         if state.is_main_process:
             # A killed evaluation (or generation) can leave its temporary file behind; under the
@@ -307,7 +308,7 @@ def _score(run: RunFolder, info: dict, ctx, manifest: list[dict], metrics: list[
     results, evaluation, per_image, scoring = {}, {}, [], {}
     for name in metrics:
         key = name
-        if name in ("pose", "humansd-pose"):
+        if name in ("pose", "humansd-pose", "stablepose-pose"):
             used = pose_model if pose_model is not None else config_pose
             if pose_model is not None or is_diagnostic_model(used):
                 key = diagnostic_key(name, used)

@@ -80,7 +80,8 @@ def test_methods_datasets_conditions_metrics_are_registries():
     for reg in (CONDITIONS, DATASETS, METHODS, METRICS):
         assert isinstance(reg, Registry)
     assert list(METRICS) == list(METRIC_SPECS) == ["pose", "clip", "fid", "det", "diversity", "humansd-pose",
-                                                   "humansd-fid", "humansd-kid", "humansd-clip"]
+                                                   "humansd-fid", "humansd-kid", "humansd-clip", "stablepose-pose",
+                                                   "stablepose-fid", "stablepose-kid", "stablepose-clip"]
     assert callable(scoring_function("fid"))
     assert get_method_class("real").name == "real"
     with pytest.raises(SpbenchError, match="unknown metric 'fdi'"):

@@ -194,7 +194,7 @@ def test_every_skipped_record_is_named_with_its_reason(results):
     assert f"superseded by {a}/imp/result.json" in reasons["runs-b/imp"]
     # Table 2 alone: records of Table 1's Human-Art rows and Human-Art runs are not shown, and say so.
     two = spbench_in_process("table", "--results", a, "--table", "2")
-    assert f"skipping {a}/sp-ha/result.json: its row (Human-Art / Ours) is in Tables 1, humansd, not shown" in two.stderr
+    assert f"skipping {a}/sp-ha/result.json: its row (Human-Art / Ours) is in Tables 1, humansd, stable-pose, not shown" in two.stderr
     assert f"skipping {a}/imp/result.json: dataset Human-Art is not in the table shown (Table 2)" in two.stderr
     # A CSV of one paper table says where the other runs are.
     csv = spbench_in_process("table", "--results", a, "--table", "1", "--format", "csv")

@@ -27,8 +27,9 @@ from spbench.run.folder import RunFolder
 DECODE_THREADS = min(4, os.cpu_count() or 1)
 
 # Pose-scoring protocols (README "Fidelity"); "all" is the old name of "canvas". "humansd" scores
-# HumanSD's metrics in place of pose, fid and clip (spbench.metrics.humansd_protocol).
-PROTOCOLS = ("official", "canvas", "humansd")
+# HumanSD's metrics in place of pose, fid and clip, "stable-pose" Stable-Pose's version of them
+# (spbench.metrics.humansd_protocol).
+PROTOCOLS = ("official", "canvas", "humansd", "stable-pose")
 PROTOCOL_ALIASES = {"all": "canvas"}
 
 # name -> scoring function ("module:function" of its spec, spbench.metrics.spec), imported

@@ -22,6 +22,11 @@ def clip_score(cosines: list[float]) -> float | None:
 class HumanSDClipEvaluator(Evaluator):
     name = CLIP
 
+    def __init__(self, name: str | None = None):
+        if name is not None:
+            self.name = name  # stablepose-clip: the same score on Stable-Pose's texts
+        super().__init__()
+
     def update(self, sample_id: str, k: int, cosine: float, text: str = "", truncated: bool = False) -> None:
         self._add(sample_id, k, {"cosine": float(cosine), "text": text, "truncated": bool(truncated)})
 

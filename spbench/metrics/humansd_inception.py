@@ -13,9 +13,12 @@ cast ``(x * 255).byte()``.
   which the pipeline rounded to uint8);
 - real images (``official``): ``Resize(299)`` (shorter side, PIL bilinear), ``CenterCrop(299)``,
   ``ToTensor``, ``Normalize(ImageNet mean, std)``, then torchmetrics' ``(x * 255).byte()``. The
-  normalised values lie outside [0, 1], so the cast wraps them (on the CPU, as metrics.yaml's
-  ``device: "cpu"`` runs it: truncation toward zero, modulo 256; :func:`wrap_to_uint8`); a CUDA
-  cast is undefined for such values. ``fixed``: the resized and cropped pixels themselves.
+  normalised values lie outside [0, 1], so the cast wraps them: truncation toward zero, modulo 256
+  (:func:`wrap_to_uint8`; metrics.yaml runs it on the CPU, and PyTorch casts float to uint8
+  through int64 on CUDA as well, c10/util/TypeCast.h, so Stable-Pose's CUDA runs wrap the same
+  way). ``fixed``: the resized and cropped pixels themselves;
+- Stable-Pose's ``eval_quality.py`` prepares its *generated* images as the real ones but without
+  the crop (``Resize(299)``, ``ToTensor``, ``Normalize``; :func:`resized_generated_pixels`).
 
 ``tiny://inception`` is spbench's tiny random CNN (16 features, both metrics), for tests.
 """
@@ -88,15 +91,30 @@ def wrap_to_uint8(x):
     return torch.trunc(x).to(torch.int64).remainder(256).to(torch.uint8)
 
 
-def real_pixels(image, code: str = "official") -> np.ndarray:
-    """A real image as HumanSD hands it to the Inception: uint8 [299, 299, 3]."""
+def _prepared(image, code: str, crop: bool) -> np.ndarray:
+    """``Resize(299)`` (shorter side, PIL bilinear), ``CenterCrop(299)`` when ``crop``, then
+    (``official``) ``ToTensor``, ``Normalize(ImageNet)`` and torchmetrics' wrapping uint8 cast, or
+    (``fixed``) the pixels themselves: uint8 [H, W, 3]."""
     from torchvision.transforms import functional as TF
 
-    image = TF.center_crop(TF.resize(image.convert("RGB"), SIZE), [SIZE, SIZE])
+    image = TF.resize(image.convert("RGB"), SIZE)
+    if crop:
+        image = TF.center_crop(image, [SIZE, SIZE])
     if code == "fixed":
         return np.asarray(image, dtype=np.uint8).copy()
     x = TF.normalize(TF.to_tensor(image), IMAGENET_MEAN, IMAGENET_STD)  # float32, as torchvision's ToTensor
     return wrap_to_uint8(x * 255).permute(1, 2, 0).numpy()
+
+
+def real_pixels(image, code: str = "official") -> np.ndarray:
+    """A real image as HumanSD hands it to the Inception: uint8 [299, 299, 3]."""
+    return _prepared(image, code, crop=True)
+
+
+def resized_generated_pixels(image, code: str = "official") -> np.ndarray:
+    """A generated image as Stable-Pose's ``eval_quality.py`` hands it to the Inception:
+    ``Resize(299)`` without a crop (299x299 for a square canvas), then as a real image."""
+    return _prepared(image, code, crop=False)
 
 
 def real_features(extractor: HumanSDExtractor, images: list, code: str = "official") -> np.ndarray:
@@ -104,3 +122,16 @@ def real_features(extractor: HumanSDExtractor, images: list, code: str = "offici
     if not images:
         return np.zeros((0, extractor.num_features))
     return extractor.features(np.stack([real_pixels(im, code) for im in images]))
+
+
+def resized_generated_features(extractor: HumanSDExtractor, images: list, code: str = "official") -> np.ndarray:
+    """Features of generated PIL images prepared by :func:`resized_generated_pixels` (images of
+    one size per call are batched; a run's canvases all have one size)."""
+    out = np.zeros((len(images), extractor.num_features))
+    prepared = [resized_generated_pixels(im, code) for im in images]
+    by_shape: dict[tuple, list[int]] = {}
+    for i, a in enumerate(prepared):
+        by_shape.setdefault(a.shape, []).append(i)
+    for idx in by_shape.values():
+        out[idx] = extractor.features(np.stack([prepared[i] for i in idx]))
+    return out

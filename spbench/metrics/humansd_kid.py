@@ -68,11 +68,17 @@ class KidEvaluator(Evaluator):
 
     name = "humansd-kid"
 
-    def __init__(self, extractor: str, num_features: int, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0):
+    def __init__(self, extractor: str, num_features: int, *, subsets: int = 100, subset_size: int = 1000, seed: int = 0,
+                 scale: int = 10):
         self.extractor, self.num_features = extractor, int(num_features)
         self.subsets, self.subset_size, self.seed = int(subsets), int(subset_size), int(seed)
+        self.scale = int(scale)  # the published table's multiplier: kid_x10 (HumanSD), kid_x100 (GRPose, Human-Art)
         super().__init__(extractor=extractor, num_features=self.num_features, subsets=self.subsets,
-                         subset_size=self.subset_size, seed=self.seed)
+                         subset_size=self.subset_size, seed=self.seed, scale=self.scale)
+
+    @property
+    def scaled_key(self) -> str:
+        return f"kid_x{self.scale}"
 
     def reset(self) -> None:
         super().reset()
@@ -106,7 +112,7 @@ class KidEvaluator(Evaluator):
         fake = np.concatenate([unpack(e["features"], self.num_features) for e in entries]) if entries else \
             np.zeros((0, self.num_features))
         mean, std, n = kid(self._reference, fake, self.subsets, self.subset_size, self.seed)
-        return {"kid": mean, "kid_std": std, "kid_x10": None if mean is None else 10.0 * mean,
+        return {"kid": mean, "kid_std": std, self.scaled_key: None if mean is None else self.scale * mean,
                 "subset_size": n, "num_generated": len(entries)}
 
     def bootstrap_data(self) -> str:

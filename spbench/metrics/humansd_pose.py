@@ -25,6 +25,9 @@ and logs one row per batch; here each k's images are cut, in split order, into b
 ``pose_batch`` samples, each scored on its own, and every value is the mean over batches (a
 batch where COCOeval has no value, e.g. no condition person, is left out of that value's mean).
 ``pose_batch = 0``: one COCOeval over all the images. ``pooled`` always holds the latter.
+``drop_last`` (Stable-Pose's eval_pose.py: batches of 4 from a ``DataLoader(drop_last=True)``):
+a last batch of fewer than ``pose_batch`` images is left out of the batch means (``pooled``
+still scores every image; ``num_dropped_images`` counts them).
 """
 
 from __future__ import annotations
@@ -126,16 +129,19 @@ class HumanSDPoseEvaluator(Evaluator):
     name = "humansd-pose"
 
     def __init__(self, *, code: str = "official", pose_batch: int = 10, max_condition_people: int = 10,
-                 schema: str = "coco17", diagnostic: bool = False):
+                 schema: str = "coco17", diagnostic: bool = False, drop_last: bool = False, name: str | None = None):
+        if name is not None:
+            self.name = name  # stablepose-pose: the same metric, as Stable-Pose's script drives it
         self.fixed = code == "fixed"
         self.pose_batch = int(pose_batch)
+        self.drop_last = bool(drop_last)
         self.max_condition_people = int(max_condition_people)
         self.schema = get_schema(schema)
         if self.schema.num_keypoints != 17:
             raise SpbenchError(f"the HumanSD protocol scores COCO's 17 body keypoints; schema {schema!r} has "
                                f"{self.schema.num_keypoints} (use it on Human-Art)")
         super().__init__(code=code, pose_batch=self.pose_batch, max_condition_people=self.max_condition_people,
-                         schema=schema, diagnostic=bool(diagnostic))
+                         schema=schema, diagnostic=bool(diagnostic), drop_last=self.drop_last)
 
     def update(self, sample: Sample, transform: CanvasTransform, k: int, order: int, detections: list[dict]) -> None:
         """Record image k of ``sample`` (``order``: the sample's position in the split, for the
@@ -159,7 +165,10 @@ class HumanSDPoseEvaluator(Evaluator):
         entries = sorted(entries, key=lambda e: (e["order"], e["sample_id"]))
         if self.pose_batch <= 0:
             return [entries] if entries else []
-        return [entries[i:i + self.pose_batch] for i in range(0, len(entries), self.pose_batch)]
+        batches = [entries[i:i + self.pose_batch] for i in range(0, len(entries), self.pose_batch)]
+        if self.drop_last and batches and len(batches[-1]) < self.pose_batch:
+            batches.pop()  # Stable-Pose's DataLoader(drop_last=True): the partial last batch is never scored
+        return batches
 
     def _score(self, entries: list[dict]) -> dict:
         return score_images([(e["gt"], e["dets"]) for e in entries], self.schema.sigmas, self.fixed)
@@ -194,6 +203,9 @@ class HumanSDPoseEvaluator(Evaluator):
         result.update(spread_over_k(per_k, "AP"))
         result["pooled"] = pooled
         result.update(code="fixed" if self.fixed else "official", pose_batch=self.pose_batch, schema=self.schema.name)
+        if self.drop_last:
+            result.update(drop_last=True, num_dropped_images=len(entries) - sum(
+                len(b) for k in by_k for b in self._batches(by_k[k])))
         if self.settings["diagnostic"]:  # an oracle pose model or detector: a check of the metric, not a result
             result["diagnostic"] = True
         return result
@@ -209,9 +221,9 @@ class HumanSDPoseEvaluator(Evaluator):
         all its images; no detection at all scores 0); batched, it is a mean over fixed batches,
         which a resampled set of prompts does not have."""
         if self.pose_batch > 0:
-            return (f"the headline is a mean over fixed batches of {self.pose_batch} images (HumanSD's script); a "
-                    "resampled set of prompts has no such batches (evaluation.humansd.pose_batch=0: one COCOeval, "
-                    "which is resampled)")
+            return (f"the headline is a mean over fixed batches of {self.pose_batch} images (the protocol's script); a "
+                    "resampled set of prompts has no such batches (pose_batch=0 in the protocol's evaluation settings: "
+                    "one COCOeval, which is resampled)")
         from spbench.metrics.bootstrap import DATA_FORMAT
 
         images = [{"sample_id": e["sample_id"], "k": e["k"],

@@ -1,4 +1,6 @@
-"""Scoring a run's images with HumanSD's pose accuracy (:mod:`spbench.metrics.humansd_pose`).
+"""Scoring a run's images with HumanSD's pose accuracy (:mod:`spbench.metrics.humansd_pose`), as
+HumanSD's code runs it (``humansd-pose``) or Stable-Pose's (``stablepose-pose``: batches of 4, the
+last partial batch dropped).
 
 HumanSD finds the people on a generated image bottom-up, with mmpose's HigherHRNet-W48 (UDP,
 trained on Human-Art), which does not run here. The closest path through transformers is
@@ -33,7 +35,16 @@ from spbench.metrics.pose_models import OraclePoseModel, PerturbedOraclePoseMode
 
 def score_humansd_pose(ctx: ScoringContext, rows: list[dict], progress=None) -> HumanSDPoseEvaluator:
     """AP/AR, CAP and PCE of every generated image (HumanSD's protocol)."""
-    s = hp.settings(ctx.config)
+    return score_family_pose(ctx, rows, progress, hp.HUMANSD)
+
+
+def score_stablepose_pose(ctx: ScoringContext, rows: list[dict], progress=None) -> HumanSDPoseEvaluator:
+    """AP/AR, CAP and PCE of every generated image (Stable-Pose's version of HumanSD's protocol)."""
+    return score_family_pose(ctx, rows, progress, hp.STABLE_POSE)
+
+
+def score_family_pose(ctx: ScoringContext, rows: list[dict], progress, family: hp.Family) -> HumanSDPoseEvaluator:
+    s = hp.settings(ctx.config, family)
     override = ctx.overrides.get("pose_model")
     pose_spec = override or ctx.config["models"]["pose"]
     index = None if override else ctx.config["models"].get("pose_dataset_index")
@@ -42,21 +53,23 @@ def score_humansd_pose(ctx: ScoringContext, rows: list[dict], progress=None) -> 
     oracle_pose = is_diagnostic_model(pose_spec)
     evaluator = HumanSDPoseEvaluator(code=s["code"], pose_batch=s["pose_batch"],
                                      max_condition_people=s["max_condition_people"], schema=schema,
-                                     diagnostic=oracle_pose or is_diagnostic_model(det_spec))
+                                     diagnostic=oracle_pose or is_diagnostic_model(det_spec),
+                                     drop_last=family.pose_drop_last, name=family.pose)
     batch = "one COCOeval over all images" if s["pose_batch"] == 0 else \
-        f"each k's images in split order in batches of {s['pose_batch']}, one COCOeval each; values are means over batches"
+        f"each k's images in split order in batches of {s['pose_batch']}, one COCOeval each; values are means over batches" \
+        + ("; the last batch of each k, when partial, is not scored (DataLoader drop_last=True)" if family.pose_drop_last else "")
     evaluator.description = hp.description(
-        ctx.config,
+        ctx.config, family,
         model=pose_spec, dataset_index=index,
         detector=None if oracle_pose else det_spec,
         people=("the condition people themselves (diagnostic pose model; no detector)" if oracle_pose else
                 f"{det_spec} prompted 'person.', boxes scored > {s['box_threshold']}, the {s['max_people']} best, no NMS; "
                 f"then {pose_spec} top-down on each box (transformers crop, padding 1.25, flip test)"),
         score="box score x mean keypoint score above 0.2",
-        substitution="HumanSD: mmpose HigherHRNet-W48 UDP bottom-up (Human-Art checkpoint); here a person detector "
-                     "and a top-down pose model (HigherHRNet does not run here)",
+        substitution=f"{family.label}: mmpose HigherHRNet-W48 UDP bottom-up (Human-Art checkpoint); here a person "
+                     "detector and a top-down pose model (HigherHRNet does not run here)",
         ground_truth=f"the first {s['max_condition_people']} condition people with a keypoint at x > 0, canvas frame",
-        frame="canvas (HumanSD: the 512x512 generated image, its condition cropped to it)",
+        frame=f"canvas ({family.label}: the 512x512 generated image, its condition cropped to it)",
         evaluation="pycocotools COCOeval keypoints (COCO sigmas, maxDets 20) for AP/AR; the same with HumanSD's "
                    "weighted cosine similarity for CAP; PCE = mean |condition people - detections|",
         batches=batch, images="every k",
@@ -73,13 +86,13 @@ def score_humansd_pose(ctx: ScoringContext, rows: list[dict], progress=None) -> 
     detector = None
     if not oracle_pose:
         if det_spec is None:
-            raise SpbenchError("the HumanSD protocol finds people with models.detector: set it "
+            raise SpbenchError(f"the {family.label} protocol finds people with models.detector: set it "
                                "(e.g. IDEA-Research/grounding-dino-tiny)")
         detector = load_detector(det_spec, device=ctx.device, box_threshold=s["box_threshold"],
                                  max_detections=s["max_people"], batch_size=int(ctx.config["evaluation"].get("det_batch_size") or 8)) \
             if not is_diagnostic_model(det_spec) else load_detector(det_spec)
     size = int(ctx.config["evaluation"].get("pose_batch_size") or 16)
-    for chunk, images in ctx.scored_batches(rows, size, progress, "scoring HumanSD pose"):
+    for chunk, images in ctx.scored_batches(rows, size, progress, f"scoring {family.label} pose"):
         samples = [ctx.samples[r["sample_id"]] for r in chunk]
         transforms = [CanvasTransform(**r["canvas"]) for r in chunk]
         if oracle_pose:

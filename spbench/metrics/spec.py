@@ -61,6 +61,18 @@ METRIC_SPECS: dict[str, MetricSpec] = {
                    LOWER, fmt="{:.4f}", rows=(("HumanSD KID", "kid"), ("HumanSD KID x10", "kid_x10"))),
         MetricSpec("humansd-clip", "spbench.metrics.humansd_clip_scoring:score_humansd_clip", "score", "CLIPSIM (HumanSD)",
                    HIGHER, rows=(("HumanSD CLIPSIM", "score"),)),
+        # Stable-Pose's version of it, which GRPose ships too (--protocol stable-pose).
+        MetricSpec("stablepose-pose", "spbench.metrics.humansd_pose_scoring:score_stablepose_pose", "AP",
+                   "AP (Stable-Pose)", HIGHER,
+                   rows=(("Stable-Pose AP", "AP"), ("Stable-Pose AP(m)", "AP_m"), ("Stable-Pose AR", "AR"),
+                         ("Stable-Pose CAP", "CAP"), ("Stable-Pose PCE ↓", "PCE"))),
+        MetricSpec("stablepose-fid", "spbench.metrics.humansd_quality_scoring:score_stablepose_fid", "fid",
+                   "FID (Stable-Pose)", LOWER, rows=(("Stable-Pose FID (64-d, scene mean)", "fid"),)),
+        MetricSpec("stablepose-kid", "spbench.metrics.humansd_quality_scoring:score_stablepose_kid", "kid",
+                   "KID (Stable-Pose)", LOWER, fmt="{:.4f}",
+                   rows=(("Stable-Pose KID (scene mean)", "kid"), ("Stable-Pose KID x100", "kid_x100"))),
+        MetricSpec("stablepose-clip", "spbench.metrics.humansd_clip_scoring:score_stablepose_clip", "score",
+                   "CLIPSIM (Stable-Pose)", HIGHER, rows=(("Stable-Pose CLIPSIM", "score"),)),
     )
 }
 

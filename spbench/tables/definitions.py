@@ -127,6 +127,24 @@ TABLES: dict[str, TableDef] = {
          Column("humansd-clip.score", "CLIPSIM", "↑")),
         paper_file="humansd_protocol.json",
     ),
+    # Stable-Pose's version of that protocol (--protocol stable-pose), which GRPose's code ships too,
+    # with GRPose's published numbers (results/paper/stable_pose_protocol.json names the source).
+    "stable-pose": TableDef(
+        "stable-pose", "Stable-Pose/GRPose protocol on Human-Art (HumanSD's metrics as Stable-Pose's and GRPose's "
+                       "evaluation code runs them)",
+        ("humanart",),
+        (
+            Row("T2I-Adapter", "t2i-adapter"),
+            Row("ControlNet", "controlnet"),
+            Row("HumanSD†", "humansd", quoted=True),
+            Row("GRPose†", "grpose", quoted=True),
+            OURS,
+        ),
+        (Column("stablepose-pose.AP", "AP", "↑"), Column("stablepose-pose.CAP", "CAP (SAP)", "↑"),
+         Column("stablepose-pose.PCE", "PCE", "↓"), Column("stablepose-fid.fid", "FID", "↓"),
+         Column("stablepose-kid.kid_x100", "KID×100", "↓"), Column("stablepose-clip.score", "CLIP-Score", "↑")),
+        paper_file="stable_pose_protocol.json",
+    ),
 }
 
 QUOTED_NOTE = "† additional pretrained pose estimators are required in training; the paper's numbers are quoted, spbench does not run these methods."
