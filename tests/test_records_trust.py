@@ -391,3 +391,26 @@ def test_pose_scored_under_another_protocol_is_a_departure():
     assert "evaluation.protocol='canvas' (paper: 'official')" in departures(config, "controlnet", ["pose"], "canvas")
     assert not any(d.startswith("evaluation.protocol") for d in departures(config, "controlnet", ["pose"], "official"))
     assert not any(d.startswith("evaluation.protocol") for d in departures(config, "controlnet", ["clip"], "canvas"))
+
+
+def test_the_scoring_models_of_every_metric_are_checked_for_departures():
+    # The HumanSD family's and diversity's models, not only pose/clip/fid/det's: another hub model than
+    # the paper profile's (or HumanSD's CLIPSIM model) departs; the paper profile's own does not.
+    import copy
+
+    from spbench.config import DEFAULTS, load_profile
+    from spbench.results.protocol import departures
+
+    paper = load_profile("paper")["models"]
+    config = copy.deepcopy(DEFAULTS)
+    config["dataset"]["schema"] = "coco17"
+    config["models"].update(detector=paper["detector"], dino="facebook/dinov2-small",
+                            humansd_clip="openai/clip-vit-large-patch14")
+    out = departures(config, "controlnet", ["stablepose-pose", "humansd-clip", "diversity"], "stable-pose")
+    assert "models.dino=facebook/dinov2-small (paper: facebook/dinov2-base)" in out
+    assert "models.humansd_clip=openai/clip-vit-large-patch14 (paper: openai/clip-vit-base-patch16)" in out
+    assert not any(d.startswith("models.detector") for d in out)
+    config["models"]["detector"] = "someone/another-detector"
+    assert f"models.detector=someone/another-detector (paper: {paper['detector']})" in \
+        departures(config, "controlnet", ["humansd-pose@oracle"], "humansd")
+    assert not any(d.startswith(("models.dino", "models.humansd_clip")) for d in departures(config, "controlnet", ["pose"]))

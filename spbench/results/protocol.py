@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from spbench.config import DEFAULTS
 from spbench.methods.registry import declared
+from spbench.metrics.humansd_protocol import CLIP_MODEL, MODEL_ROLES
 from spbench.registry import is_tiny_spec
 
 # Generation settings of the paper's protocol (UniPC, 50 steps, CFG 7.5, scale 1, 3 per prompt,
@@ -18,8 +19,9 @@ PAPER_GENERATION = {
 }
 # Methods that generate nothing: only the canvas applies (the Real Image row is 1 image per prompt).
 NO_GENERATION = {"real": ("canvas",)}
-# Scoring model setting of each metric.
-METRIC_MODELS = {"pose": "pose", "clip": "clip", "fid": "inception", "det": "detector"}
+# Scoring model settings of each metric (the HumanSD family's: spbench.metrics.humansd_protocol).
+METRIC_MODELS = {"pose": ("pose",), "clip": ("clip",), "fid": ("inception",), "det": ("detector",),
+                 "diversity": ("lpips", "dino"), **MODEL_ROLES}
 
 
 def _paper_models(schema: str | None) -> dict:
@@ -61,7 +63,9 @@ def departures(config: dict, method: str | None = None, metrics=(), pose_protoco
     paper = _paper_models(dataset.get("schema"))
     # The models.<role> the method generates with: SD1.5's "base", or a newer base (SDXL, SD3, FLUX).
     base_role = "base" if not method or method in NO_GENERATION else declared(method, "base_model", "base")
-    roles = ([] if method in NO_GENERATION else [base_role]) + [METRIC_MODELS[m] for m in metrics if m in METRIC_MODELS]
+    paper.setdefault("humansd_clip", CLIP_MODEL)  # HumanSD's CLIPSIM model when models.humansd_clip is unset
+    scoring = [role for m in metrics for role in METRIC_MODELS.get(m.partition("@")[0], ())]
+    roles = list(dict.fromkeys(([] if method in NO_GENERATION else [base_role]) + scoring))
     for role in roles:
         value = models.get(role)
         if role == base_role != "base" and value is not None:  # not SD1.5 at all: always a departure
