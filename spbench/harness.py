@@ -254,8 +254,30 @@ def parse_metrics(text: str | None, protocol: str | None = None) -> list[str]:
     return names
 
 
+def scoring_config(config: dict, sets: list[str] | None) -> dict:
+    """``config`` with the scoring settings ``sets`` (``evaluation.KEY=VALUE``, as ``--set`` on
+    ``spbench evaluate``) applied to a copy; anything else is a one-line error (generation settings
+    change the images: they belong to ``spbench run``). With ``config`` empty, only the keys' form
+    is checked."""
+    import copy
+
+    from spbench.config import DEFAULTS, apply_set
+
+    for item in sets or ():
+        if not item.strip().startswith("evaluation."):
+            raise SpbenchError(f"--set {item!r}: spbench evaluate changes scoring settings (evaluation.*) only; a setting "
+                               "that changes the images belongs to `spbench run` (same command, another --set)")
+    out = copy.deepcopy(config or {"evaluation": DEFAULTS["evaluation"]})
+    out.setdefault("evaluation", {})
+    for section, value in DEFAULTS["evaluation"].items():  # run folders written before a section existed
+        out["evaluation"].setdefault(section, copy.deepcopy(value))
+    for item in sets or ():
+        apply_set(out, item)
+    return out
+
+
 def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = None,
-             protocol: str | None = None, keep_lock: bool = False) -> tuple[dict, Path]:
+             protocol: str | None = None, keep_lock: bool = False, sets: list[str] | None = None) -> tuple[dict, Path]:
     """Score a finished run folder; adds the scores to result.json and per_image.jsonl (metrics
     merge by name into the record the folder has, when it scored the same images), returns the
     record.
@@ -263,13 +285,17 @@ def evaluate(run_dir: str | Path, metrics: list[str], pose_model: str | None = N
     Pose scored with a diagnostic pose model (``oracle``, or ``pose_model`` other than the run's
     ``models.pose``) is stored under its own key, ``pose@<model>``, flagged ``diagnostic``: it never
     replaces or passes for the protocol's ``pose``. AP-10K pose from a model without an AP-10K
-    head is flagged ``invalid`` with the reason."""
+    head is flagged ``invalid`` with the reason. ``sets``: scoring settings for this evaluation
+    (:func:`scoring_config`); the record's ``config`` shows them, each metric's description the
+    settings it was scored with."""
     from spbench.metrics.evaluate import ScoringContext
     from spbench.metrics.humansd_protocol import protocol_metrics
 
     state = _state()
     resolved = open_run(run_dir)
     run, info = resolved.run, resolved.info
+    if sets:
+        info = {**info, "config": scoring_config(info["config"], sets)}
     # The protocol and the model of every chosen metric, checked before any image is decoded.
     protocol = check_scoring(info["config"], metrics, pose_model, protocol, (info.get("method") or {}).get("name"))
     metrics = protocol_metrics(metrics, protocol)  # --protocol humansd / stable-pose: pose, fid, clip, kid are theirs

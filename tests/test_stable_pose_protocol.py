@@ -24,6 +24,7 @@ from spbench.metrics.humansd_clip_scoring import family_text
 from spbench.metrics.humansd_inception import resized_generated_pixels
 from spbench.metrics.humansd_pose import HumanSDPoseEvaluator
 from spbench.metrics.humansd_scenes import SceneFidEvaluator, SceneKidEvaluator
+from helpers import spbench_in_process
 
 IDENTITY = CanvasTransform(100, 100, 1.0, 1.0)
 POINTS = {0: (20.0, 10.0), 5: (14.0, 25.0), 6: (26.0, 25.0)}
@@ -220,3 +221,33 @@ def test_run_with_the_stable_pose_protocol_end_to_end(tmp_path):
     assert "GRPose†" in table.index
     humansd = build_table("humansd", records)
     assert np.isnan(humansd.loc["ControlNet", ("AP↑", "ours")])
+    # An existing run scored again with another scoring setting (spbench evaluate --set evaluation.*):
+    # one COCOeval over all images, so the headline is the pooled value; the setting is recorded.
+    result = CliRunner().invoke(app, ["evaluate", str(run), "--protocol", "stable-pose", "--metrics", "pose",
+                                      "--set", "evaluation.stable_pose.pose_batch=0"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((run / "result.json").read_text())
+    assert again["metrics"][sp.pose]["AP"] == again["metrics"][sp.pose]["pooled"]["AP"]
+    assert again["evaluation"][sp.pose]["settings"]["pose_batch"] == 0
+    assert again["metrics"][sp.fid] == m[sp.fid]  # the other metrics stay as scored
+    before = (run / "result.json").read_bytes()
+    for bad, says in ((["--set", "generation.steps=3"], "changes scoring settings (evaluation.*) only"),
+                      (["--set", "evaluation.stable_pose.pose_bach=0"], "did you mean 'evaluation.stable_pose.pose_batch'")):
+        result = spbench_in_process("evaluate", run, "--metrics", "pose", *bad)
+        assert result.returncode == 2 and says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result
+    assert (run / "result.json").read_bytes() == before  # nothing written
+
+
+def test_clipsim_is_resampled_over_prompts_with_its_clamp():
+    # Three prompts, one image each: cos 0.3, -0.5, 0.2. A draw of prompts (b, b, b) has mean -50,
+    # clamped to 0 as torchmetrics' CLIPScore clamps its mean; (a, c, c): (30 + 20 + 20) / 3.
+    from spbench.metrics.bootstrap import resampler_for
+    from spbench.metrics.humansd_clip import HumanSDClipEvaluator
+
+    ev = HumanSDClipEvaluator(name=hp.STABLE_POSE.clip)
+    for sample_id, cos in (("a", 0.3), ("b", -0.5), ("c", 0.2)):
+        ev.update(sample_id, 0, cos)
+    resampler = resampler_for(ev, "score")
+    assert resampler.value([1, 1, 1]) == 0.0
+    assert resampler.value([0, 2, 2]) == pytest.approx(70 / 3)
+    assert resampler.value([0, 1, 2]) == pytest.approx(ev.compute()["score"])  # the whole set: the headline (0)

@@ -27,6 +27,7 @@ Seed = Annotated[Optional[int], typer.Option(help="Base seed; each image's seed 
 Steps = Annotated[Optional[int], typer.Option(help="Sampler steps (protocol: UniPC, 50).", min=1)]
 Out = Annotated[str, typer.Option("--out", "-o", help="Folder that receives the run folder.")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="Override any setting: --set generation.guidance_scale=5 --set models.base=/weights/sd15")]
+ScoringSets = Annotated[Optional[list[str]], typer.Option("--set", help="Change a scoring setting for this evaluation only: --set evaluation.humansd.pose_batch=0 --set evaluation.bootstrap_resamples=0 (evaluation.* keys; the images and run.json stay as they are; each metric records the settings it was scored with).")]
 Variant = Annotated[Optional[str], typer.Option(help="A named variant of the method (ablation rows).")]
 Checkpoint = Annotated[Optional[str], typer.Option(help="Trained weights of the method: a model folder, a hub id, or a `spbench train` `checkpoint-<step>` folder.")]
 Metrics = Annotated[Optional[str], typer.Option(help="Comma-separated metrics to compute (default: pose; with --protocol humansd or stable-pose, all four of that protocol's; available: pose, clip, fid, det; diversity: LPIPS and DINOv2 Vendi score over each prompt's images; with --protocol humansd (stable-pose), pose, fid, kid and clip are HumanSD's (Stable-Pose's), humansd (stablepose) names all four; `spbench ls` lists all).")]

@@ -13,7 +13,7 @@ from spbench.cli.options import Results
 
 def table(
     results: Results = None,
-    table: Annotated[str, typer.Option("--table", help="1, 2, 3, extra (runs outside the paper's rows) or all.")] = "all",
+    table: Annotated[str, typer.Option("--table", help="1, 2, 3, humansd (HumanSD's protocol), stable-pose (Stable-Pose's and GRPose's version of it), extra (runs outside the paper's rows) or all.")] = "all",
     fmt: Annotated[str, typer.Option("--format", help="md, latex or csv.")] = "md",
     ci: Annotated[bool, typer.Option("--ci", help="Show each of our numbers' bootstrap interval over prompts, as recorded (CSV: ci_low, ci_high columns).")] = False,
 ):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from spbench.cli.console import console, err_console
-from spbench.cli.options import GENERATION, SCORING, RunDir, RunName, takes
+from spbench.cli.options import GENERATION, SCORING, RunDir, RunName, ScoringSets, takes
 from spbench.cli.prepare import ImportName, import_if_prepared
 from spbench.registry import is_tiny_spec
 
@@ -86,7 +86,7 @@ def generate(name: RunName = None, **options):
 
 
 @takes(SCORING)
-def evaluate(run_dir: RunDir, name: ImportName = None, **options):
+def evaluate(run_dir: RunDir, name: ImportName = None, scoring_sets: ScoringSets = None, **options):
     """Score a run folder and write its result.json.
 
     Examples:
@@ -98,11 +98,14 @@ def evaluate(run_dir: RunDir, name: ImportName = None, **options):
         spbench evaluate RUN_DIR --pose-model /weights/vitpose-plus-huge
 
         spbench evaluate PREPARED_DIR --name mytool      # images made elsewhere (`spbench prepare --help`)
+
+        spbench evaluate RUN_DIR --protocol stable-pose --set evaluation.stable_pose.kid_subset_size=100
     """
     from spbench import harness
 
+    harness.scoring_config({}, scoring_sets)  # a wrong --set fails here, before anything is read or written
     metric_names = harness.parse_metrics(options["metrics"], options["protocol"])
     # A `spbench prepare` folder becomes a run of method NAME first (scoring's models checked before).
     import_if_prepared(run_dir, name, metric_names, options["pose_model"], options["protocol"])
-    record, path = harness.evaluate(run_dir, metric_names, options["pose_model"], options["protocol"])
+    record, path = harness.evaluate(run_dir, metric_names, options["pose_model"], options["protocol"], sets=scoring_sets)
     _print_record(record, path)

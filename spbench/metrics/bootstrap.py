@@ -183,7 +183,8 @@ def _sorted_images(images: list[dict]) -> list[dict]:
 
 class GroupedMeanResampler(Resampler):
     """Mean of the values per group, then over the groups present (CLIP-Score; group ``all`` for a
-    plain mean). Vectorised over resamples: a draw is a count per prompt."""
+    plain mean), raised to ``floor`` when the data names one (torchmetrics' CLIPScore clamps its
+    mean at 0). Vectorised over resamples: a draw is a count per prompt."""
 
     kind = "grouped_mean"
 
@@ -203,9 +204,11 @@ class GroupedMeanResampler(Resampler):
     def _from_weights(self, weights: np.ndarray) -> list[float | None]:
         sums, counts = weights @ self._sums, weights @ self._counts
         out = []
+        floor = self.data.get("floor") if self.data else None
         for s, c in zip(sums, counts):
             present = c > 0
-            out.append(float(np.mean(s[present] / c[present])) if present.any() else None)
+            v = float(np.mean(s[present] / c[present])) if present.any() else None
+            out.append(max(v, float(floor)) if v is not None and floor is not None else v)
         return out
 
     def value(self, indices) -> float | None:

@@ -42,6 +42,15 @@ class HumanSDClipEvaluator(Evaluator):
         result["num_truncated_texts"] = sum(e["truncated"] for e in entries)
         return result
 
+    def bootstrap_data(self) -> dict:
+        """The score resampled over prompts: the mean of 100·cos over the drawn prompts' images,
+        clamped at 0 as the headline is."""
+        from spbench.metrics.bootstrap import DATA_FORMAT
+
+        return {"format": DATA_FORMAT, "metric": self.name, "key": "score", "kind": "grouped_mean", "group_by": "all",
+                "floor": 0.0, "images": [{"sample_id": e["sample_id"], "k": e["k"], "group": "all",
+                                          "value": 100.0 * e["cosine"]} for e in self.entries()]}
+
     def image_record(self, entry: dict) -> dict:
         return {"sample_id": entry["sample_id"], "k": entry["k"], "cosine": entry["cosine"],
                 "score": 100.0 * entry["cosine"], "text": entry["text"], "truncated": entry["truncated"]}

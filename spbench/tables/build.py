@@ -31,7 +31,7 @@ def table_command(results: list[str] | None, table: str = "all", fmt: str = "md"
     if fmt not in FORMATS:
         raise SpbenchError(f"unknown table format {fmt!r} (use {', '.join(FORMATS)})")
     if choice == "all" and fmt == "csv":
-        raise SpbenchError(f"--format csv writes one table: pass --table 1, 2, 3 or {EXTRA}")
+        raise SpbenchError(f"--format csv writes one table: pass --table {', '.join(TABLES)} or {EXTRA}")
     ids = list(TABLES) if choice == "all" else [] if choice == EXTRA else [get_table(table).id]
     records = load_records(results or None)
     if not records:
