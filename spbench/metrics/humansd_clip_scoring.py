@@ -42,6 +42,9 @@ def score_family_clip(ctx: ScoringContext, rows: list[dict], progress, family: h
         images="the generated PNGs (uint8) through the CLIP processor (ViT-B/16: shorter side 224, bicubic, "
                "centre crop); HumanSD passed the decoded floats, cast to uint8 by truncation in transformers 4.19",
         spread="mean and sample std (ddof=1) of the score over k")
+    if family.pose_drop_last:
+        evaluator.description["batches"] = (f"every image of the run; {family.label}'s script scores CLIPSIM per batch "
+                                            "of 4 and never generates the (at most 3) images of a last partial batch")
     if not rows:
         return evaluator
     size = int(ctx.config["evaluation"].get("clip_batch_size") or 32)

@@ -49,6 +49,9 @@ def _generated_words(family: hp.Family, code: str) -> str:
 
 def _description(ctx: ScoringContext, extractor, code: str, family: hp.Family = hp.HUMANSD, **extra) -> dict:
     tiny = extractor.name == "tiny-inception"
+    if family.pose_drop_last:
+        extra.setdefault("images", f"every image of the run ({family.label}'s script never generates the at most 3 "
+                                   "images of a last partial batch of 4)")
     if family.by_scene:
         extra.setdefault("scenes", "per scene (the sample's scene; Human-Art: its category), each against the real "
                                    "images of that scene, then the mean over the scenes with a value; every scene's "
