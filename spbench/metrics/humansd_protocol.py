@@ -40,8 +40,7 @@ from spbench.errors import SpbenchError
 @dataclass(frozen=True)
 class Family:
     """One evaluation code of the HumanSD family: its ``--protocol``, metric names, settings section
-    and what it does differently. Pose and CLIP are scored per batch of ``pose_batch`` images in
-    both; the rest is each code's own."""
+    and what it does differently (the metrics themselves are one code: AP/CAP/PCE, FID, KID, CLIPSIM)."""
 
     protocol: str          # --protocol NAME
     prefix: str            # metric names "<prefix>-pose", "-fid", "-kid", "-clip"; the shorthand of all four
@@ -112,9 +111,7 @@ FAMILIES = {f.protocol: f for f in (HUMANSD, STABLE_POSE)}
 PROTOCOL, SOURCE = HUMANSD.protocol, HUMANSD.source
 POSE, FID, KID, CLIP = HUMANSD.metrics
 METRICS = HUMANSD.metrics
-UNDER_PROTOCOL = HUMANSD.under_protocol
 GROUP = HUMANSD.prefix
-ALL_METRICS = tuple(m for f in FAMILIES.values() for m in f.metrics)
 # Names that exist only as shorthands: ``humansd`` and ``stablepose`` (each family's four), and
 # ``kid`` (HumanSD's, or the protocol's under a family protocol).
 SHORTHANDS = {"kid": (KID,), **{f.prefix: f.metrics for f in FAMILIES.values()}}
